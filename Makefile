@@ -1,0 +1,48 @@
+# MOUSE — `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch comes first and on its own: on a CPU machine the pinned CPU wheel; a user with a CUDA build
+# can pass TORCH='torch==X.Y.Z' or reuse a system torch with VENV_ARGS=--system-site-packages.
+TORCH ?= torch==2.13.0
+VENV_ARGS ?=
+PYTEST_ARGS ?=
+export HF_HUB_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-slow lint format bench bench-icrl train clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV_ARGS) $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed ## create .venv and install MOUSE (editable) with dev extras
+
+test: setup ## run the test suite (fast tests; what CI runs)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-slow: setup ## run the slow tests too
+	$(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
+
+lint: setup ## ruff lint and format check
+	$(VENV)/bin/ruff check src tests scripts conf
+	$(VENV)/bin/ruff format --check src tests scripts conf
+
+format: setup ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix src tests scripts conf
+	$(VENV)/bin/ruff format src tests scripts conf
+
+bench: setup ## model, loss and data benchmarks (print figures)
+	$(PY) scripts/bench_model.py
+	$(PY) scripts/bench_losses.py
+	$(PY) scripts/bench_data.py
+
+clean: ## remove build artefacts and caches (keeps .venv and outputs/)
+	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache
