@@ -1,0 +1,43 @@
+"""Task families with exact Q*, behaviour policies and exploring teachers, reset-free stream collection.
+
+`make_family(name, **params)` builds a `TaskFamily` ("darkroom", "frozenlake", "bandit");
+`make_policy(name, family, **params)` a batched `Policy`; `collect_streams` runs one reset-free
+stream per task through `TabularVecEnv` and returns step-record columns (DESIGN.md contract).
+Importing this package registers `mouse/DarkRoom-v0`, `mouse/FrozenLake-v0`, `mouse/Bandit-v0`.
+"""
+
+from mouse.tasks.core import TabularTask, TaskFamily, value_iteration
+from mouse.tasks.env import TabularEnv, register_envs
+from mouse.tasks.families import FAMILIES, family_parameters, make_family
+from mouse.tasks.policies import Policy
+from mouse.tasks.registry import POLICIES, make_policy, policy_parameters
+from mouse.tasks.streams import (
+    collect_streams,
+    episode_returns,
+    oracle_returns,
+    random_returns,
+    rollout_returns,
+)
+from mouse.tasks.vec_env import TabularVecEnv
+
+register_envs()
+
+__all__ = [
+    "FAMILIES",
+    "POLICIES",
+    "Policy",
+    "TabularEnv",
+    "TabularTask",
+    "TabularVecEnv",
+    "TaskFamily",
+    "collect_streams",
+    "episode_returns",
+    "family_parameters",
+    "make_family",
+    "make_policy",
+    "oracle_returns",
+    "policy_parameters",
+    "random_returns",
+    "rollout_returns",
+    "value_iteration",
+]
