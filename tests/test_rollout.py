@@ -1,0 +1,223 @@
+"""The rollout engine: stream contract, episode accounting, scripted oracle, KV cache vs no cache."""
+
+import numpy as np
+import pytest
+import torch
+
+from mouse.eval import ModelActor, OracleActor, PolicyActor, RandomActor, StreamPolicyActor, rollout
+from mouse.eval.metrics import curve, normalized_score
+from mouse.tasks import episode_returns, make_family, make_policy
+
+
+def _darkroom():
+    return make_family("darkroom", size=5, horizon=8)
+
+
+def _recording(policy_fn):
+    """A StreamPolicyActor that keeps the last stream it saw (to check the records themselves)."""
+    seen = {}
+
+    def fn(stream):
+        seen["stream"] = stream
+        return policy_fn(stream)
+
+    return StreamPolicyActor(fn), seen
+
+
+def _q_star_policy(tasks, gamma):
+    """Greedy on Q*, looked up from the stream's own last obs_discrete and time (no env access)."""
+
+    def policy(stream):
+        last = stream[:, -1]
+        obs, time = last["obs_discrete"].numpy(), last["time"].numpy()
+        return np.array(
+            [t.q_star(gamma)[min(int(time[i]), t.horizon - 1), obs[i]].argmax() for i, t in enumerate(tasks)]
+        )
+
+    return policy
+
+
+def test_scripted_oracle_reproduces_the_oracle_return_exactly():
+    fam = _darkroom()
+    tasks = [fam.make_task(i) for i in fam.all_task_ids()]
+    res = rollout(StreamPolicyActor(_q_star_policy(tasks, fam.gamma)), tasks, 3, env_seed=7, num_actions=5)
+    expected = np.array([t.optimal_return() for t in tasks])
+    np.testing.assert_array_equal(res.returns, np.repeat(expected[:, None], 3, axis=1))
+    np.testing.assert_array_equal(res.lengths, np.full((len(tasks), 3), fam.horizon))
+    oracle = rollout(OracleActor(), tasks, 3, env_seed=7, num_actions=5)
+    np.testing.assert_array_equal(oracle.returns, res.returns)
+    assert res.num_steps == len(tasks) * 3 * fam.horizon
+
+
+def test_stream_follows_the_step_record_contract():
+    fam = _darkroom()
+    tasks = [fam.make_task(i) for i in (0, 6, 12, 24)]
+    rng = np.random.default_rng(0)
+    actor, seen = _recording(lambda s: rng.integers(0, 5, size=s.batch_size[0]))
+    res = rollout(actor, tasks, 3, env_seed=0, num_actions=5)
+    s = seen["stream"]
+    done, time, action, reward = (s[k].numpy() for k in ("done", "time", "action", "reward"))
+    obs = s["obs_discrete"].numpy()
+    start = fam.start_cell
+    # record 0 is the reset record; after each truncated record comes the next episode's reset record
+    resets = np.zeros_like(done, dtype=bool)
+    resets[:, 0] = True
+    resets[:, 1:] = done[:, :-1] != 0
+    assert (action[resets] == 0).all() and (reward[resets] == 0).all()
+    assert (done[resets] == 0).all() and (time[resets] == 0).all() and (obs[resets] == start).all()
+    # time counts transitions in the episode; the record at time == horizon is the truncated one
+    assert ((done == 2) == (time == fam.horizon)).all()
+    assert (time[:, 1:][~resets[:, 1:]] == time[:, :-1][~resets[:, 1:]] + 1).all()
+    # each transition's reward is R(previous obs, action) of its own task; obs_continuous is the cell's
+    for i, task in enumerate(tasks):
+        moved = ~resets[i, 1:]
+        np.testing.assert_array_equal(reward[i, 1:][moved], task.R[obs[i, :-1][moved], action[i, 1:][moved]])
+        np.testing.assert_array_equal(s["obs_continuous"][i].numpy(), task.obs_continuous[obs[i]])
+    # the engine's returns agree with the stream's own episodes (the last record is not fed: add it)
+    np.testing.assert_array_equal(res.returns[:, :2], episode_returns(reward, done, 2))
+
+
+def test_terminal_episodes_of_different_lengths_are_counted_per_env():
+    fam = make_family("frozenlake", size=4, horizon=12)
+    tasks = [fam.make_task(i) for i in range(6)]
+    rng = np.random.default_rng(1)
+    actor, seen = _recording(lambda s: rng.integers(0, fam.num_actions, size=s.batch_size[0]))
+    res = rollout(actor, tasks, 4, env_seed=3, num_actions=fam.num_actions, record_actions=True)
+    done = seen["stream"]["done"].numpy()
+    assert (done == 1).any(), "random play on FrozenLake should fall into a hole or reach the goal"
+    assert ((res.lengths >= 1) & (res.lengths <= fam.horizon)).all()
+    reward = seen["stream"]["reward"].numpy()
+    complete = 0
+    for i in range(len(tasks)):  # an env keeps stepping after its 4th episode; only 4 are counted
+        k = min(int((done[i] != 0).sum()), 4)  # the very last record (ending the batch) is never fed
+        complete += k == 4
+        np.testing.assert_array_equal(
+            res.returns[i, :k], episode_returns(reward[i : i + 1], done[i : i + 1], k)[0]
+        )
+    assert complete >= 2 and len(set(res.lengths.sum(1).tolist())) > 1  # envs finish at different ticks
+    assert (res.actions[done[:, : res.actions.shape[1]] != 0] == -1).all()  # no action from a done record
+
+
+def test_policy_actor_matches_the_explorer_teacher_curve_shape():
+    fam = _darkroom()
+    tasks = [fam.make_task(i) for i in fam.all_task_ids()]
+    explorer = make_policy("explorer", fam, epsilon_min=0.0, epsilon_max=0.0)
+    res = rollout(PolicyActor(explorer), tasks, 4, env_seed=0, num_actions=5)
+    oracle = np.array([t.optimal_return() for t in tasks])
+    mean = res.returns.mean(0)
+    assert mean[0] < mean[-1] <= oracle.mean() + 1e-9  # explores first, then exploits what it found
+
+
+def test_actor_choosing_an_invalid_action_is_an_error():
+    fam = _darkroom()
+    actor = StreamPolicyActor(lambda s: np.full(s.batch_size[0], 5))
+    with pytest.raises(ValueError, match=r"outside \[0, 5\)"):
+        rollout(actor, [fam.make_task(0)], 1, env_seed=0, num_actions=5)
+
+
+class _Spy(torch.nn.Module):
+    """Wraps a model: records each forward's step count and the acting logits of the last step."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.sizes, self.logits = model, [], []
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def forward(self, stream, **kwargs):
+        out, cache = self.model(stream, **kwargs)
+        self.sizes.append(int(stream.batch_size[1]))
+        self.logits.append(out["sp"][:, -1].clone())
+        return out, cache
+
+    def get_action(self, out, temperature, num_actions=None):
+        return self.model.get_action(out, temperature, num_actions=num_actions)
+
+
+def tiny_model(num_actions=5, num_states=25, horizon=8, seed=0):
+    from mouse.models import ModelLlama
+
+    torch.manual_seed(seed)
+    model = ModelLlama(
+        hidden_dim=32,
+        backbone_kwargs=dict(
+            num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
+            max_position_embeddings=256,
+        ),
+        embedding_kwargs=dict(
+            max_num_actions=num_actions, max_num_time_steps=horizon + 1, include_obs_discrete=True,
+            max_num_obs_discrete=num_states, include_obs_continuous=True, max_num_obs_continuous=2,
+            fourier_in_min=0.0, fourier_in_max=4.0,
+        ),
+        sp_head_kwargs=dict(num_layers=1),
+    )  # fmt: skip
+    return model.eval()
+
+
+@pytest.mark.parametrize("context_steps", [None, 16])
+def test_kv_cache_rollout_chooses_the_same_actions_as_a_no_cache_rollout(context_steps):
+    torch.set_num_threads(1)
+    fam = _darkroom()
+    tasks = [fam.make_task(i) for i in (1, 7, 13, 19, 23)]
+    runs = {}
+    for use_cache in (True, False):
+        spy = _Spy(tiny_model())
+        actor = ModelActor(spy, temperature=0.0, context_steps=context_steps, use_cache=use_cache)
+        res = rollout(actor, tasks, 3, env_seed=5, num_actions=5, record_actions=True)
+        runs[use_cache] = (res, spy, actor)
+    (cached, spy_c, actor_c), (full, spy_f, actor_f) = runs[True], runs[False]
+    np.testing.assert_array_equal(cached.actions, full.actions)
+    np.testing.assert_array_equal(cached.returns, full.returns)
+    assert len(np.unique(cached.actions[cached.actions >= 0])) > 1, "degenerate test: one action only"
+    torch.testing.assert_close(torch.stack(spy_c.logits), torch.stack(spy_f.logits), atol=1e-4, rtol=1e-4)
+    ticks = cached.actions.shape[1]
+    if context_steps is None:  # one prefill record, then one record of compute per tick
+        assert spy_c.sizes == [1] * ticks
+        assert spy_f.sizes == list(range(1, ticks + 1))
+    else:  # sliding window: re-prefill the last K = W // 2 records whenever the context would exceed W
+        keep = context_steps // 2
+        assert actor_c.reprefills == actor_f.reprefills > 0
+        assert set(spy_c.sizes) == {1, keep} and spy_c.sizes.count(keep) == actor_c.reprefills
+        assert max(spy_f.sizes) == context_steps
+
+
+def test_temperature_sampling_is_reproducible_and_validated():
+    fam = _darkroom()
+    tasks = [fam.make_task(i) for i in (2, 9)]
+    model = tiny_model()
+    acts = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        res = rollout(ModelActor(model, temperature=1.0), tasks, 2, 0, 5, record_actions=True)
+        acts.append(res.actions)
+    np.testing.assert_array_equal(*acts)
+    with pytest.raises(ValueError, match="temperature"):
+        ModelActor(model, temperature=-1.0)
+    with pytest.raises(ValueError, match="keep_steps"):
+        ModelActor(model, context_steps=8, keep_steps=9)
+
+
+def test_random_actor_is_uniform_over_the_family_actions():
+    fam = _darkroom()
+    tasks = [fam.make_task(i) for i in range(25)]
+    res = rollout(RandomActor(), tasks, 4, 0, 5, rng=np.random.default_rng(0), record_actions=True)
+    counts = np.bincount(res.actions[res.actions >= 0], minlength=5)
+    assert counts.min() > 0.15 * counts.sum()
+
+
+def test_curve_ci_and_normalized_score():
+    x = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 7.0]])
+    c = curve(x)
+    np.testing.assert_allclose(c.mean, [3.0, 5.0])
+    np.testing.assert_allclose(c.ci95, 1.96 * x.std(0, ddof=1) / np.sqrt(3))
+    assert c.n == 3 and curve(x[:1]).ci95 == [0.0, 0.0]
+    oracle, rand = np.full_like(x, 10.0), np.full_like(x, 1.0)
+    score, ci = normalized_score(x, oracle, rand)
+    np.testing.assert_allclose(score, [(3 - 1) / 9, (5 - 1) / 9])
+    np.testing.assert_allclose(ci, np.array(c.ci95) / 9)
+    score, _ = normalized_score(x, rand, rand)  # the oracle does not beat random: undefined
+    assert np.isnan(score).all()
+    with pytest.raises(ValueError, match="shape"):
+        normalized_score(x, oracle[:2], rand)
