@@ -1,0 +1,221 @@
+"""The dataset spec and the on-disk column schema of the step-record contract (DESIGN.md).
+
+A dataset is one split of reset-free streams from one task family, collected by one behaviour
+policy. `DatasetSpec` is its small JSON description (`spec.json`): sizes the model's `StepEmbedder`
+needs, where the data came from, and counts that loading checks against the columns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "test")
+
+# Columns stored one value per record (shape [N]) and their exact dtypes.
+SCALAR_COLUMNS: dict[str, np.dtype] = {
+    "stream_id": np.dtype(np.int64),
+    "task_id": np.dtype(np.int64),
+    "action": np.dtype(np.int64),
+    "reward": np.dtype(np.float32),
+    "done": np.dtype(np.int64),
+    "time": np.dtype(np.int64),
+    "obs_discrete": np.dtype(np.int64),
+    "xformed_reward": np.dtype(np.float32),
+}
+# Columns stored as a fixed-width vector per record (shape [N, W]) and their exact dtypes.
+VECTOR_COLUMNS: dict[str, np.dtype] = {
+    "obs_continuous": np.dtype(np.float32),
+    "obs_image": np.dtype(np.uint8),
+    "q_star": np.dtype(np.float32),
+    "behavior_logits": np.dtype(np.float32),
+    "teacher_logits": np.dtype(np.float32),
+}
+# Canonical column order on disk.
+COLUMN_ORDER: tuple[str, ...] = (
+    "stream_id",
+    "task_id",
+    "action",
+    "reward",
+    "done",
+    "time",
+    "obs_discrete",
+    "obs_continuous",
+    "obs_image",
+    "q_star",
+    "behavior_logits",
+    "teacher_logits",
+    "xformed_reward",
+)
+REQUIRED_COLUMNS: tuple[str, ...] = ("stream_id", "task_id", "action", "reward", "done", "time")
+# Columns that belong to the model-facing step record (DESIGN.md); stream_id/task_id are bookkeeping.
+STEP_KEYS: tuple[str, ...] = tuple(c for c in COLUMN_ORDER if c not in ("stream_id", "task_id"))
+ACTION_WIDTH_COLUMNS: tuple[str, ...] = ("q_star", "behavior_logits", "teacher_logits")
+
+
+def column_dtype(name: str) -> np.dtype:
+    """The exact numpy dtype of column `name`; KeyError naming the known columns otherwise."""
+    if name in SCALAR_COLUMNS:
+        return SCALAR_COLUMNS[name]
+    if name in VECTOR_COLUMNS:
+        return VECTOR_COLUMNS[name]
+    raise KeyError(f"unknown column {name!r}; known columns: {', '.join(COLUMN_ORDER)}")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """JSON-serialisable description of one dataset split (saved as `spec.json`).
+
+    Observation kinds are encoded by sizes, 0 meaning absent: `obs_discrete_size` (number of discrete
+    observation ids), `obs_continuous_dim` (C of `obs_continuous` [N, C]), `obs_image_size` (P of the
+    flattened uint8 `obs_image` [N, P]). `obs_continuous_min/max` record the data range (filled in by
+    `save_dataset` when left None). Counts left 0 are filled in by `save_dataset`; `steps_per_task=0`
+    means streams may have different lengths.
+    """
+
+    num_actions: int
+    horizon: int
+    gamma: float = 1.0
+    obs_discrete_size: int = 0
+    obs_continuous_dim: int = 0
+    obs_image_size: int = 0
+    obs_continuous_min: float | None = None
+    obs_continuous_max: float | None = None
+    task_family: str = ""
+    task_params: dict[str, Any] = field(default_factory=dict)
+    policy: str = ""
+    policy_params: dict[str, Any] = field(default_factory=dict)
+    split: str = "train"
+    split_seed: int = 0
+    train_task_ids: tuple[int, ...] = ()
+    test_task_ids: tuple[int, ...] = ()
+    seed: int = 0
+    num_streams: int = 0
+    num_records: int = 0
+    steps_per_task: int = 0
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        for name in ("train_task_ids", "test_task_ids"):
+            object.__setattr__(self, name, tuple(int(i) for i in getattr(self, name)))
+        object.__setattr__(self, "task_params", dict(self.task_params))
+        object.__setattr__(self, "policy_params", dict(self.policy_params))
+        if int(self.num_actions) < 1:
+            raise ValueError(f"DatasetSpec.num_actions must be >= 1, got {self.num_actions}")
+        if int(self.horizon) < 1:
+            raise ValueError(f"DatasetSpec.horizon must be >= 1, got {self.horizon}")
+        if not 0.0 < float(self.gamma) <= 1.0:
+            raise ValueError(f"DatasetSpec.gamma must be in (0, 1], got {self.gamma}")
+        for name in (
+            "obs_discrete_size",
+            "obs_continuous_dim",
+            "obs_image_size",
+            "num_streams",
+            "num_records",
+            "steps_per_task",
+        ):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"DatasetSpec.{name} must be >= 0, got {getattr(self, name)}")
+        if self.split not in SPLITS:
+            raise ValueError(f"DatasetSpec.split must be one of {SPLITS}, got {self.split!r}")
+        if self.format_version != FORMAT_VERSION:
+            raise ValueError(
+                f"DatasetSpec.format_version {self.format_version} is not supported by this mouse "
+                f"(expected {FORMAT_VERSION}); upgrade mouse or re-collect the dataset"
+            )
+        lo, hi = self.obs_continuous_min, self.obs_continuous_max
+        if lo is not None and hi is not None and float(lo) > float(hi):
+            raise ValueError(f"DatasetSpec.obs_continuous_min={lo} is greater than obs_continuous_max={hi}")
+
+    @property
+    def obs_kinds(self) -> tuple[str, ...]:
+        """The observation modalities present, e.g. ("discrete",)."""
+        sizes = {
+            "discrete": self.obs_discrete_size,
+            "continuous": self.obs_continuous_dim,
+            "image": self.obs_image_size,
+        }
+        return tuple(k for k, v in sizes.items() if v > 0)
+
+    def vector_width(self, column: str) -> int:
+        """The expected width W of a vector column [N, W] under this spec."""
+        widths = {
+            "obs_continuous": self.obs_continuous_dim,
+            "obs_image": self.obs_image_size,
+            "q_star": self.num_actions,
+            "behavior_logits": self.num_actions,
+            "teacher_logits": self.num_actions,
+        }
+        if column not in widths:
+            raise KeyError(f"{column!r} is not a vector column; vector columns: {', '.join(widths)}")
+        return widths[column]
+
+    def embedding_kwargs(self) -> dict[str, Any]:
+        """Data-dependent `StepEmbedder` kwargs (sizes, modalities, Fourier input range).
+
+        Architecture choices (token_data_len, num_compute_tokens, concat_modalities, std,
+        obs_continuous_encoder) are left to the model config. A degenerate continuous range
+        (min == max) is widened to [min, min + 1] so Fourier features stay well defined.
+        """
+        kwargs: dict[str, Any] = {
+            "max_num_actions": int(self.num_actions),
+            "include_action_token": True,
+            "include_reward_token": True,
+            "include_done_token": True,
+            "include_time_token": True,
+            "max_num_time_steps": int(self.horizon) + 1,
+            "include_obs_discrete": self.obs_discrete_size > 0,
+            "max_num_obs_discrete": int(self.obs_discrete_size),
+            "include_obs_continuous": self.obs_continuous_dim > 0,
+            "max_num_obs_continuous": int(self.obs_continuous_dim),
+            "include_obs_image": self.obs_image_size > 0,
+            "max_num_obs_image": int(self.obs_image_size),
+        }
+        if self.obs_continuous_dim > 0:
+            if self.obs_continuous_min is None or self.obs_continuous_max is None:
+                raise ValueError(
+                    "DatasetSpec.obs_continuous_min/max are None: save the dataset with save_dataset "
+                    "(which records the data range) or set them before calling embedding_kwargs()"
+                )
+            lo, hi = float(self.obs_continuous_min), float(self.obs_continuous_max)
+            kwargs["fourier_in_min"] = lo
+            kwargs["fourier_in_max"] = hi if hi > lo else lo + 1.0
+        return kwargs
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["train_task_ids"] = list(self.train_task_ids)
+        d["test_task_ids"] = list(self.test_task_ids)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DatasetSpec:
+        """Inverse of `to_dict`; unknown or missing keys raise a ValueError naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown DatasetSpec keys {unknown}; valid keys: {sorted(names)}")
+        missing = sorted(
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+            and f.name not in d
+        )
+        if missing:
+            raise ValueError(f"DatasetSpec is missing required keys {missing}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        """Deterministic JSON text (sorted keys, trailing newline)."""
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> DatasetSpec:
+        return cls.from_dict(json.loads(text))
