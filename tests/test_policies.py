@@ -11,6 +11,7 @@ from mouse.tasks import (
     random_returns,
     rollout_returns,
 )
+from mouse.tasks.grid import path_lengths_from, shortest_path_lengths
 
 
 def _reset(policy, family, ids, seed=0, num_steps=None):
@@ -80,33 +81,67 @@ def test_annealed_streams_improve():
     assert (np.diff(per_episode) > 0).all()
 
 
-def test_darkroom_explorer_walks_to_nearest_unvisited_cells_with_uniform_ties():
+def test_darkroom_explorer_tests_the_start_then_commits_to_a_uniform_nearest_cell():
+    family = make_family("darkroom")
+    n = 2000
+    policy = make_policy("explorer", family, epsilon_min=0.0, epsilon_max=0.0)
+    _, rng = _reset(policy, family, [0] * n)
+    centre, t0 = np.full(n, 40), np.zeros(n, np.int64)
+    _, _, teacher = policy.act(centre, t0, rng)
+    assert (np.exp(teacher) == [0, 0, 0, 0, 1]).all()  # the unentered start is the nearest cell: stay there
+    policy.observe(centre, np.full(n, 4), np.zeros(n), centre, np.zeros(n))
+    action, _, teacher = policy.act(centre, t0, rng)
+    assert (np.exp(teacher).max(-1) == 1).all()  # one committed neighbour, one move to it
+    counts = np.bincount(action, minlength=5)
+    assert counts[4] == 0 and np.abs(counts[:4] - n / 4).max() < 100  # drawn uniformly among the 4
+
+
+def test_darkroom_explorer_keeps_its_target_while_it_is_nearest():
     family = make_family("darkroom")
     policy = make_policy("explorer", family, epsilon_min=0.0, epsilon_max=0.0)
     _, rng = _reset(policy, family, [0])
-    centre, t0 = np.array([40]), np.zeros(1, np.int64)
-    _, _, teacher = policy.act(centre, t0, rng)
-    np.testing.assert_allclose(np.exp(teacher), 0.2)  # nothing visited yet: every move (and stay) ties
-    policy.observe(centre, np.array([4]), np.zeros(1), centre, np.zeros(1))
-    _, _, teacher = policy.act(centre, t0, rng)
-    np.testing.assert_allclose(np.exp(teacher), [[0.25, 0.25, 0.25, 0.25, 0.0]])  # 4 nearest cells tie
-    policy.observe(centre, np.array([0]), np.ones(1), np.array([31]), np.zeros(1))  # rewarded above
-    _, _, teacher = policy.act(centre, t0, rng)
+    t0 = np.zeros(1, np.int64)
+    policy.visited[0, [40, 31, 49, 39, 41]] = True  # centre and its 4 neighbours: nearest cells 2 moves away
+    policy.target[0] = 30  # committed to (3, 3), up-left of the centre
+    _, _, teacher = policy.act(np.array([40]), t0, rng)
+    assert policy.target.tolist() == [30] and np.exp(teacher).tolist() == [[0.5, 0, 0.5, 0, 0]]  # up or left
+    _, _, teacher = policy.act(np.array([31]), t0, rng)  # went up: (2, 4) is as near as (3, 3) now
+    assert policy.target.tolist() == [30] and np.exp(teacher).tolist() == [[0, 0, 1, 0, 0]]  # no switch
+    _, _, teacher = policy.act(np.array([49]), t0, rng)  # slipped below the centre: (3, 3) is 3 moves away
+    assert policy.target[0] in (48, 50, 58) and np.exp(teacher).max() == 1  # redrawn among the nearest
+    policy.observe(np.array([40]), np.array([0]), np.ones(1), np.array([31]), np.zeros(1))  # rewarded above
+    _, _, teacher = policy.act(np.array([40]), t0, rng)
     assert np.exp(teacher).tolist() == [[1, 0, 0, 0, 0]]  # straight to the goal
     _, _, teacher = policy.act(np.array([31]), t0, rng)
     assert np.exp(teacher).tolist() == [[0, 0, 0, 0, 1]]  # and stay
 
 
+def test_path_lengths_from_avoids_blocked_cells():
+    family = make_family("darkroom", size=3)
+    nxt = family.next_cells
+    np.testing.assert_array_equal(path_lengths_from(nxt, np.arange(9)), shortest_path_lengths(nxt))
+    blocked = np.zeros((1, 9), dtype=bool)
+    blocked[0, [1, 4]] = True  # top-middle and centre: from the top-left corner, around by the left column
+    dist = path_lengths_from(nxt, np.array([0]), blocked)
+    assert dist[0, 2] == 6 and np.isinf(dist[0, [1, 4]]).all()
+    until = np.zeros((1, 9), dtype=bool)
+    until[0, 3] = True  # stop at the first layer that reaches cell 3
+    assert np.isinf(path_lengths_from(nxt, np.array([0]), blocked, until)[0, 2])
+
+
 def test_darkroom_explorer_learning_curve():
-    """The ε=0 explorer's normalised score rises over episodes to the oracle (issue: ~.17 .43 .68 .90 1)."""
+    """The ε=0 explorer's normalised score rises over episodes to the oracle (issue: ~.17 .43 .68 .90 1,
+    0.99 over episodes 4-10; ours ~.14 .40 .63 .82 .95 1 over 100 seeds: with one new cell per step
+    episode 1 cannot pass 0.159, and the walk back from the reset start costs later episodes)."""
     family = make_family("darkroom")
     ids = family.all_task_ids()
     policy = make_policy("explorer", family, epsilon_min=0.0, epsilon_max=0.0)
-    returns = rollout_returns(family, ids, policy, 7, seed=0).mean(0)
+    returns = np.mean([rollout_returns(family, ids, policy, 10, seed=s).mean(0) for s in range(2)], 0)
     opt, rnd = oracle_returns(family, ids).mean(), random_returns(family, ids).mean()
     score = (returns - rnd) / (opt - rnd)
     assert (np.diff(score) >= -1e-9).all()
-    assert 0.08 < score[0] < 0.25 and 0.3 < score[1] < 0.5 and score[3] > 0.7 and score[6] > 0.99
+    assert 0.08 < score[0] < 0.2 and 0.3 < score[1] < 0.5 and score[3] > 0.7 and score[6] > 0.99
+    assert score[3:].mean() >= 0.85
 
 
 def test_frozenlake_explorer_avoids_known_holes_and_reaches_the_goal():

@@ -31,3 +31,35 @@ def shortest_path_lengths(next_cells: np.ndarray) -> np.ndarray:
             break
         dist = new
     return dist
+
+
+def path_lengths_from(
+    next_cells: np.ndarray,
+    sources: np.ndarray,
+    blocked: np.ndarray | None = None,
+    until: np.ndarray | None = None,
+) -> np.ndarray:
+    """Moves [N, nS] float64 from each source cell (`sources` [N] int) to every cell, never entering a
+    `blocked` cell ([N, nS] bool per row; inf where blocked or unreachable), by breadth-first layers.
+
+    With `until` ([N, nS] bool) the search stops once every row has reached one of its `until` cells:
+    cells farther than a row's nearest `until` cell may then be left inf.
+    """
+    nS = next_cells.shape[0]
+    sources = np.asarray(sources, dtype=np.int64)
+    n = len(sources)
+    step = np.zeros((nS, nS), dtype=np.float32)  # step[s, s2] = 1: some action moves s to s2
+    step[np.arange(nS)[:, None], next_cells] = 1.0
+    allowed = np.ones((n, nS), dtype=bool) if blocked is None else ~np.asarray(blocked, dtype=bool)
+    reach = np.zeros((n, nS), dtype=bool)
+    reach[np.arange(n), sources] = True
+    dist = np.where(reach, 0.0, np.inf)
+    for k in range(1, nS):
+        if until is not None and (reach & until).any(-1).all():
+            break
+        new = ((reach.astype(np.float32) @ step) > 0) & allowed & ~reach
+        if not new.any():
+            break
+        dist[new] = k
+        reach |= new
+    return dist

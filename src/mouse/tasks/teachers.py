@@ -12,18 +12,22 @@ import numpy as np
 
 from mouse.tasks.checks import check_float, check_int
 from mouse.tasks.core import TabularTask, TaskFamily
-from mouse.tasks.grid import shortest_path_lengths
+from mouse.tasks.grid import path_lengths_from, shortest_path_lengths
 from mouse.tasks.policies import ActOutput, EpsilonNoise, Policy, act_from, argmax_set, uniform_over
 
 
 class GridExplorer(Policy):
-    """Walk to the nearest unvisited cell until the goal has been rewarded, then go straight to it.
+    """Walk to the nearest unvisited cell until the goal has been rewarded, then go straight to it and stay.
 
-    A cell is visited once a transition has entered it (in Dark Room the start cell stays a target until
-    then, since the goal may be there); with `start_known` (FrozenLake, whose start tile never pays) the
-    current cell counts as visited. Cells entered with done=1 and no reward are holes: never entered again, and paths avoid
-    them. The clean distribution is uniform over every action whose intended next cell minimises the
-    path length to the nearest target (the goal once found, else the unvisited non-hole cells).
+    Each stream commits to one target: drawn uniformly among the nearest open cells (unvisited, not a
+    hole; path lengths avoid known holes) and kept while it is still among the nearest (without noise
+    it always is, until reached; after a slip, an ε-move or the episode reset to the start it is redrawn).
+    A cell is visited once a transition has entered it: in Dark Room the start cell is the nearest target
+    (0 moves, the goal may be there), so the first action tests it by staying; with `start_known`
+    (FrozenLake, whose start tile never pays) the current cell counts as visited. Cells entered with
+    done=1 and no reward are holes: never entered again. The clean distribution is uniform over the actions
+    whose intended next cell is on a shortest path to the target (the goal once found); with no reachable
+    target, uniform over the moves that do not enter a known hole.
     """
 
     name = "explorer"
@@ -53,6 +57,7 @@ class GridExplorer(Policy):
         self.visited = np.zeros((n, nS), dtype=bool)
         self.hole = np.zeros((n, nS), dtype=bool)
         self.goal = np.full(n, -1, dtype=np.int64)
+        self.target = np.full(n, -1, dtype=np.int64)  # committed target cell, -1: none
         self.noise.draw(n, rng)
 
     def _scores(self, obs: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -76,11 +81,32 @@ class GridExplorer(Policy):
             score[rows] = sub[r, nb]
         return np.where(self.hole[np.arange(n)[:, None], nxt], np.inf, score)
 
+    def update_targets(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Commit each stream at cells `obs` [N] to its target [N] int64 (the goal once found; -1: none)."""
+        rows, found = np.arange(len(obs)), self.goal >= 0
+        is_open = ~self.visited & ~self.hole
+        dist = self._dist[obs]  # [N, nS] moves from obs (open grid)
+        holey = np.flatnonzero(self.hole.any(-1) & ~found)
+        if len(holey):  # around known holes, up to the nearest open cell
+            dist[holey] = path_lengths_from(self.next_cells, obs[holey], self.hole[holey], is_open[holey])
+        dist = np.where(is_open, dist, np.inf)  # to the open cells
+        nearest = dist.min(-1)
+        reachable = np.isfinite(nearest)
+        keep = (self.target >= 0) & (dist[rows, self.target] == nearest)  # still a nearest open cell
+        draw = np.flatnonzero(reachable & ~keep & ~found)
+        if len(draw):  # uniform among the nearest open cells
+            ties = np.cumsum(dist[draw] == nearest[draw, None], axis=-1)
+            u = rng.random(len(draw)) * ties[:, -1]
+            self.target[draw] = (u[:, None] >= ties).sum(-1)
+        self.target[~reachable] = -1
+        self.target[found] = self.goal[found]
+        return self.target
+
     def clean_distribution(self, obs: np.ndarray) -> np.ndarray:
-        """The explorer's clean action distribution [N, A] at cells `obs` [N]."""
-        found = self.goal >= 0
-        targets = np.where(found[:, None], False, ~self.visited & ~self.hole)
-        targets[np.flatnonzero(found), self.goal[found]] = True
+        """The explorer's clean action distribution [N, A] at cells `obs` [N] toward its committed targets."""
+        rows = np.flatnonzero(self.target >= 0)
+        targets = np.zeros_like(self.visited)
+        targets[rows, self.target[rows]] = True
         score = self._scores(obs, targets)
         safe = ~self.hole[np.arange(len(obs))[:, None], self.next_cells[obs]]
         best = np.where(np.isfinite(score).any(-1, keepdims=True), argmax_set(-score), safe)
@@ -90,6 +116,7 @@ class GridExplorer(Policy):
         obs = np.asarray(obs)
         if self.start_known:
             self.visited[np.arange(len(obs)), obs] = True
+        self.update_targets(obs, rng)
         return act_from(self.clean_distribution(obs), self.noise.epsilon, rng)
 
     def observe(
