@@ -1,0 +1,177 @@
+"""One small logger interface for metrics: W&B (offline by default), TensorBoard, or none.
+
+Every logger takes flat ``{name: float}`` dicts with one global step as the x-axis (names grouped by
+prefix: ``train/``, ``eval/``, ``optim/``, ``perf/``) and must be closed with :meth:`Logger.finish`
+(the trainer calls it in a ``finally`` so sweep jobs never share a run). The trainer additionally
+writes every logged dict to ``<run_dir>/metrics.jsonl`` (:class:`JsonlWriter`) whatever the backend.
+W&B and TensorBoard are imported lazily, only when selected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Logger", "NoneLogger", "WandbLogger", "TensorBoardLogger", "JsonlWriter", "make_logger"]
+
+LOGGER_KINDS = ("wandb", "tensorboard", "none")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+class Logger:
+    """Base logger: a no-op. Subclasses override :meth:`log` and :meth:`finish`.
+
+    ``run_id`` identifies the backend run (stored in checkpoints so a resumed run continues it) and
+    ``run_dir`` is where the backend writes its files (None when it writes none).
+    """
+
+    kind = "none"
+    run_id: str | None = None
+    run_dir: Path | None = None
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        """Record ``metrics`` (flat name → float) at global ``step``."""
+
+    def finish(self) -> None:
+        """Flush and close the run; safe to call twice."""
+
+
+class NoneLogger(Logger):
+    """Logs nothing (``logger=none``); metrics still reach ``metrics.jsonl``."""
+
+
+class WandbLogger(Logger):
+    """Weights & Biases through the ``wandb`` library; ``mode="offline"`` keeps the run files in
+    ``<dir>/wandb/offline-run-*`` for a later ``wandb sync``. ``resume_id`` continues an earlier run."""
+
+    kind = "wandb"
+
+    def __init__(
+        self,
+        *,
+        dir: str | Path,
+        config: dict[str, Any],
+        project: str,
+        entity: str | None = None,
+        mode: str = "offline",
+        group: str | None = None,
+        name: str | None = None,
+        tags: list[str] | None = None,
+        resume_id: str | None = None,
+    ) -> None:
+        if mode not in WANDB_MODES:
+            raise ValueError(f"logger.mode={mode!r} is not a W&B mode; use one of {WANDB_MODES}")
+        import wandb
+
+        Path(dir).mkdir(parents=True, exist_ok=True)
+        self._run = wandb.init(
+            dir=str(dir),
+            config=config,
+            project=project,
+            entity=entity,
+            mode=mode,
+            group=group,
+            name=name,
+            tags=list(tags or []),
+            id=resume_id,
+            resume="allow" if resume_id else None,
+            reinit="create_new",
+        )
+        self.run_id = self._run.id
+        self.run_dir = Path(self._run.dir).parent  # .../wandb/offline-run-<date>-<id>
+        self._finished = False
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self._run.log(dict(metrics), step=step)
+
+    def finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._run.finish()
+
+
+class TensorBoardLogger(Logger):
+    """TensorBoard event files under ``<dir>`` (view with ``tensorboard --logdir <dir>``)."""
+
+    kind = "tensorboard"
+
+    def __init__(self, *, dir: str | Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = Path(dir)
+        self._writer = SummaryWriter(log_dir=str(self.run_dir))
+        self._finished = False
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        for name, value in metrics.items():
+            self._writer.add_scalar(name, value, global_step=step)
+
+    def finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._writer.close()
+
+
+class JsonlWriter:
+    """Appends one JSON line ``{"step": N, **metrics}`` per call to ``path`` (flushed at once).
+
+    Non-finite floats are written as the strings ``"nan"``, ``"inf"``, ``"-inf"`` so every line stays
+    valid JSON.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def write(self, metrics: dict[str, float], step: int) -> None:
+        row = {"step": step, **{k: _json_float(v) for k, v in metrics.items()}}
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+def _json_float(value: float) -> float | str:
+    value = float(value)
+    return value if math.isfinite(value) else str(value)
+
+
+def make_logger(
+    kind: str,
+    *,
+    run_dir: str | Path,
+    config: dict[str, Any],
+    project: str = "mouse",
+    entity: str | None = None,
+    mode: str = "offline",
+    group: str | None = None,
+    name: str | None = None,
+    tags: list[str] | None = None,
+    resume_id: str | None = None,
+) -> Logger:
+    """Build the logger named ``kind`` ("wandb" | "tensorboard" | "none") writing under ``run_dir``.
+
+    W&B files go to ``<run_dir>/wandb/``, TensorBoard events to ``<run_dir>/tensorboard/``.
+    """
+    if kind == "wandb":
+        return WandbLogger(
+            dir=run_dir,
+            config=config,
+            project=project,
+            entity=entity,
+            mode=mode,
+            group=group,
+            name=name,
+            tags=tags,
+            resume_id=resume_id,
+        )
+    if kind == "tensorboard":
+        return TensorBoardLogger(dir=Path(run_dir) / "tensorboard")
+    if kind == "none":
+        return NoneLogger()
+    raise ValueError(f"logger.kind={kind!r} is unknown; use one of {LOGGER_KINDS}")

@@ -1,0 +1,496 @@
+"""The ``mouse-train`` recipe: ``setup`` → ``train`` (one ``train_step`` per batch) → ``cleanup``.
+
+Run directory layout (``<run_dir>`` is ``hydra.run.dir``, or a multirun job folder)::
+
+    train_config.yaml        the resolved config actually trained (heads enabled by losses included)
+    metrics.jsonl            one JSON line per step (train/, optim/, perf/) and per evaluation (eval/)
+    eval/step-N.json         evaluation results (EvalResult.to_dict())
+    checkpoints/step-N/      config.json, model.safetensors, dataset_spec.json, train_config.yaml,
+                             README.md (model card), trainer_state.{json,safetensors}
+    checkpoints/last         -> the newest step-N
+    wandb/ | tensorboard/    logger files
+
+Only rank 0 (``mouse.train.dist``) writes any of it. Resuming (``trainer.resume=true``) restores the
+model, optimizer, scheduler, RNG states, data loader position and W&B run id from ``checkpoints/last``:
+the continued run computes the same losses as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mouse.data import WindowLoader
+from mouse.data.augment import AugmentConfig, augment
+from mouse.losses import LOSSES
+from mouse.train import config as C
+from mouse.train.checkpoint import (
+    capture_rng_state,
+    find_last_checkpoint,
+    load_state,
+    restore_rng_state,
+    save_checkpoint,
+)
+from mouse.train.dist import (
+    all_reduce_mean_,
+    cleanup_distributed,
+    get_local_rank,
+    get_rank,
+    get_world_size,
+    init_distributed,
+    is_main_process,
+    print0,
+)
+from mouse.train.hub import model_card, push_checkpoint
+from mouse.train.logger import JsonlWriter, Logger, NoneLogger, make_logger
+from mouse.train.optim import build_optimizer, build_scheduler
+
+__all__ = ["NonFiniteLossError", "Trainer", "TrainResult", "build_model", "resolve_device", "run_training"]
+
+log = logging.getLogger("mouse.train")
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss (or the gradient norm) became NaN/inf: the run stops before the optimizer step."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced (printed at the end of ``mouse-train``)."""
+
+    run_dir: Path
+    step: int
+    checkpoint: Path | None
+    logger_dir: Path | None
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    hub_url: str | None = None
+
+
+def _info(message: str) -> None:
+    if is_main_process():
+        log.info(message)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → ``cuda:<LOCAL_RANK>`` if CUDA is available, else ``cpu``; other names as given."""
+    if name == "auto":
+        return torch.device(f"cuda:{get_local_rank()}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"trainer.device={name!r} but CUDA is not available; use trainer.device=cpu or auto")
+    return device
+
+
+def build_model(cfg: DictConfig, spec: Any) -> torch.nn.Module:
+    """The model ``cfg`` describes, its ``embedding_kwargs`` filled in from the dataset ``spec``.
+
+    ``model.embedding`` overrides are merged over ``spec.embedding_kwargs()``; the class follows the
+    ``load_model`` rule (empty backbone → none, ``head_dim`` → Qwen3, else Llama).
+    """
+    kwargs: dict[str, Any] = {
+        "hidden_dim": int(cfg.model.hidden_dim),
+        "backbone_kwargs": C.backbone_kwargs(cfg),
+        "embedding_kwargs": {**spec.embedding_kwargs(), **C.embedding_overrides(cfg)},
+        "sp_head_kwargs": C.head_kwargs(cfg, "sp"),
+        "dqn_head_kwargs": C.head_kwargs(cfg, "dqn"),
+        "sv_head_kwargs": C.head_kwargs(cfg, "sv"),
+        "vec_dqn_head_kwargs": C.head_kwargs(cfg, "vec_dqn"),
+        "action_head": cfg.heads.action_head,
+        "value_head_kwargs": C.head_kwargs(cfg, "value"),
+    }
+    backbone = kwargs["backbone_kwargs"]
+    if not backbone:
+        from mouse.models.backbone.none import ModelNone as cls
+    elif "head_dim" in backbone:
+        from mouse.models.backbone.qwen3 import ModelQwen3 as cls
+    else:
+        from mouse.models.backbone.llama import ModelLlama as cls
+    return cls(**kwargs)
+
+
+def load_training_data(cfg: DictConfig) -> Any:
+    """The training ``StepDataset``: ``data.path`` (folder or Hub dataset id), else the dataset
+    ``data.collect`` describes, collected once and cached by ``mouse.data.ensure_dataset``."""
+    from mouse.data import load_dataset
+
+    if cfg.data.path is not None:
+        return load_dataset(str(cfg.data.path))
+    from mouse.data import ensure_dataset
+
+    path = ensure_dataset(C.to_plain_dict(cfg.data.collect), cache_dir=cfg.data.cache_dir)
+    return load_dataset(str(path))
+
+
+class Trainer:
+    """One training run. ``Trainer(cfg, run_dir).run()`` = setup + train + cleanup."""
+
+    def __init__(self, cfg: DictConfig, run_dir: str | Path, *, sweep_group: str | None = None) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.ckpt_root = self.run_dir / "checkpoints"
+        self.sweep_group = sweep_group
+        self.main = is_main_process()
+        self.step = 0
+        self.logger: Logger = NoneLogger()
+        self.jsonl: JsonlWriter | None = None
+        self.loader: Any = None
+        self.last_checkpoint: Path | None = None
+        self.eval_metrics: dict[str, float] = {}
+        self.hub_url: str | None = None
+
+    # ------------------------------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        """Validate the config, then build data, model, optimizer, logger; restore a checkpoint."""
+        cfg = self.cfg
+        for note in C.enable_loss_heads(cfg):
+            _info(note)
+        C.validate_config(cfg)
+        resume_from = None
+        if cfg.trainer.resume:
+            resume_from = find_last_checkpoint(self.ckpt_root)
+            if resume_from is None:
+                raise FileNotFoundError(
+                    f"trainer.resume=true but {self.ckpt_root} holds no checkpoint; point hydra.run.dir at the "
+                    "run to resume (its folder holds checkpoints/last) or drop trainer.resume"
+                )
+        self.loss_cfgs = C.loss_configs(cfg)
+        self.needs_target = any(LOSSES[name].needs_target for name in self.loss_cfgs)
+        self.device = resolve_device(str(cfg.trainer.device))
+        self.distributed = init_distributed(self.device)  # torchrun: average gradients over ranks
+        self.precision = C.Precision(cfg.trainer.precision)
+        seed = int(cfg.trainer.seed)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
+
+        self.dataset = load_training_data(cfg)
+        self.spec = self.dataset.spec
+        self.model = build_model(cfg, self.spec).to(self.device)
+        self.tokens_per_step = int(self.model.tokens_per_step)
+        o = cfg.optim
+        self.optimizer = build_optimizer(
+            self.model, lr=o.lr, weight_decay=o.weight_decay, beta1=o.beta1, beta2=o.beta2, eps=o.eps
+        )
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            total_steps=int(cfg.trainer.steps),
+            warmup_steps=int(o.warmup_steps),
+            schedule=C.Schedule(o.schedule).value,
+            min_lr_ratio=float(o.min_lr_ratio),
+        )
+        self.augment_cfg = C.augment_config(cfg)
+        self.augment_on = self.augment_cfg != AugmentConfig()
+        self.aug_generator = torch.Generator().manual_seed(seed + 1)
+        self.loader = WindowLoader(
+            self.dataset,
+            batch_size=int(cfg.trainer.batch_size),
+            seq_len=int(cfg.trainer.seq_len),
+            sampling=str(cfg.data.sampling),
+            seed=seed + get_rank(),  # each rank draws its own windows
+            prefetch=int(cfg.data.prefetch),
+            pin_memory=self.device.type == "cuda",
+            device=self.device,
+        )
+        logger_run_id = None
+        if resume_from is not None:
+            logger_run_id = self._restore(resume_from)
+        self.config_dict = C.to_plain_dict(cfg)
+        self.config_yaml = OmegaConf.to_yaml(OmegaConf.create(self.config_dict))
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "train_config.yaml").write_text(self.config_yaml)
+            self.jsonl = JsonlWriter(self.run_dir / "metrics.jsonl")
+            lg = cfg.logger
+            self.logger = make_logger(
+                C.LoggerKind(lg.kind).value,
+                run_dir=self.run_dir,
+                config=self.config_dict,
+                project=lg.project,
+                entity=lg.entity,
+                mode=C.WandbMode(lg.mode).value,
+                group=lg.group if lg.group is not None else self.sweep_group,
+                name=lg.name,
+                tags=list(lg.tags),
+                resume_id=logger_run_id,
+            )
+        n_params = sum(p.numel() for p in self.model.parameters())
+        _info(
+            f"model {type(self.model).__name__}: {n_params:,} parameters, {self.tokens_per_step} token(s)/step; "
+            f"losses {list(self.loss_cfgs)}; data {self.dataset.num_streams} streams; device {self.device}"
+        )
+
+    def _restore(self, folder: Path) -> str | None:
+        """Load model + trainer state from checkpoint ``folder``; returns the stored logger run id."""
+        from safetensors.torch import load_model as load_weights
+
+        load_weights(self.model, str(folder / "model.safetensors"), strict=True, device=str(self.device))
+        state = load_state(folder)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        loader_state = dict(state["loader"])
+        if self.distributed:  # rank 0 saved its position; every rank is at the same step, own seed
+            loader_state["seed"] = self.loader.seed
+        self.loader.load_state_dict(loader_state)
+        self.aug_generator.set_state(state["augment_generator"])
+        restore_rng_state(state["rng"])
+        self.step = int(state["step"])
+        self.eval_metrics = dict(state.get("eval_metrics") or {})
+        self.last_checkpoint = folder
+        _info(f"resumed from {folder} at step {self.step}")
+        return state.get("logger_run_id")
+
+    # ------------------------------------------------------------------------------------------ step
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision is C.Precision.bf16:
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self, batch: Any) -> dict[str, float]:
+        """batch → augment → model → Σ weight·loss → backward → clip → optimizer/scheduler → Polyak.
+
+        Raises :class:`NonFiniteLossError` (before touching the weights) when a loss or the gradient
+        norm is not finite. Returns the step's metrics (``train/``, ``optim/``).
+        """
+        cfg = self.cfg
+        if self.augment_on:
+            batch = augment(
+                batch, self.augment_cfg, self.aug_generator, num_obs_discrete=self.spec.obs_discrete_size
+            )
+        with self._autocast():
+            out, _ = self.model(batch, compute_targets=self.needs_target)
+        out = out.float() if self.precision is C.Precision.bf16 else out
+        losses: dict[str, torch.Tensor] = {}
+        metrics: dict[str, float] = {}
+        for name, loss_cfg in self.loss_cfgs.items():
+            losses[name], loss_metrics = LOSSES[name].compute(batch, out, loss_cfg)
+            metrics.update({f"train/{k}": float(v) for k, v in loss_metrics.items()})
+        stacked = torch.stack([v.detach().float() for v in losses.values()])
+        all_reduce_mean_([stacked])  # torchrun: every rank sees (and stops on) the same values
+        values = stacked.tolist()  # one host transfer
+        for name, value in zip(losses, values):
+            if not math.isfinite(value):
+                raise NonFiniteLossError(f"loss.{name} is {value} at step {self.step + 1}")
+        total = sum(self.loss_cfgs[name].weight * loss for name, loss in losses.items())
+
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        all_reduce_mean_([p.grad for p in self.model.parameters() if p.grad is not None])
+        max_norm = float(cfg.trainer.grad_clip) if cfg.trainer.grad_clip > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        if not math.isfinite(grad_norm):
+            raise NonFiniteLossError(f"the gradient norm is {grad_norm} at step {self.step + 1}")
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.model.polyak_update(dqn_tau=float(cfg.loss.dqn.tau), vec_dqn_tau=float(cfg.loss.vec_dqn.tau))
+
+        metrics["train/loss"] = float(sum(self.loss_cfgs[n].weight * v for n, v in zip(losses, values)))
+        metrics["optim/lr"] = float(lr)
+        metrics["optim/grad_norm"] = grad_norm
+        return metrics
+
+    # ------------------------------------------------------------------------------------------ loop
+    def train(self) -> TrainResult:
+        """Run steps until ``trainer.steps``, logging, evaluating and checkpointing on schedule."""
+        from tqdm.auto import tqdm
+
+        t = self.cfg.trainer
+        total_steps = int(t.steps)
+        if self.step >= total_steps:
+            _info(f"checkpoint {self.last_checkpoint} is at step {self.step} >= trainer.steps={total_steps}")
+            return self._result({})
+        tokens_per_batch = int(t.batch_size) * int(t.seq_len) * self.tokens_per_step * get_world_size()
+        batches = iter(self.loader)
+        bar = tqdm(total=total_steps, initial=self.step, desc="train", unit="step", disable=not self.main)
+        window_start, window_step = time.perf_counter(), self.step
+        metrics: dict[str, float] = {}
+        try:
+            while self.step < total_steps:
+                batch = next(batches)
+                try:
+                    metrics = self.train_step(batch)
+                except NonFiniteLossError as err:
+                    kept = self.last_checkpoint or "none (no checkpoint was written yet)"
+                    raise NonFiniteLossError(
+                        f"{err}; stopping. The last good checkpoint is kept: {kept} "
+                        "(lower optim.lr or check the data, then resume with trainer.resume=true)"
+                    ) from None
+                self.step += 1
+                last = self.step == total_steps
+                if self.step % int(t.log_every) == 0 or last:
+                    elapsed = max(time.perf_counter() - window_start, 1e-9)
+                    steps_per_s = (self.step - window_step) / elapsed
+                    metrics["perf/steps_per_s"] = steps_per_s
+                    metrics["perf/tokens_per_s"] = steps_per_s * tokens_per_batch
+                    window_start, window_step = time.perf_counter(), self.step
+                    self.logger.log(metrics, self.step)
+                    bar.set_postfix(loss=f"{metrics['train/loss']:.4f}", steps_s=f"{steps_per_s:.2f}")
+                if self.jsonl is not None:
+                    self.jsonl.write(metrics, self.step)
+                bar.update(1)
+                paused = time.perf_counter()  # throughput counts training time only
+                if not last and t.eval_every > 0 and self.step % int(t.eval_every) == 0:
+                    self.evaluate()
+                if not last and t.checkpoint_every > 0 and self.step % int(t.checkpoint_every) == 0:
+                    self.save_checkpoint()
+                window_start += time.perf_counter() - paused
+        finally:
+            bar.close()
+        self.evaluate()
+        self.save_checkpoint(final=True)
+        return self._result(metrics)
+
+    def _result(self, metrics: dict[str, float]) -> TrainResult:
+        return TrainResult(
+            run_dir=self.run_dir,
+            step=self.step,
+            checkpoint=self.last_checkpoint,
+            logger_dir=self.logger.run_dir,
+            final_metrics=metrics,
+            eval_metrics=dict(self.eval_metrics),
+            hub_url=self.hub_url,
+        )
+
+    # ------------------------------------------------------------------------------------------ eval
+    def evaluate(self) -> dict[str, float]:
+        """In-context evaluation on held-out tasks (rank 0); logs ``eval/*`` and saves the result JSON.
+
+        Runs with the training RNG states saved and restored, so evaluating never changes training.
+        """
+        t = self.cfg.trainer
+        if int(t.eval_num_tasks) == 0 or not self.main:
+            return {}
+        from mouse.eval import evaluate
+
+        rng = capture_rng_state()
+        self.model.eval()
+        try:
+            result = evaluate(
+                self.model,
+                self.spec,
+                num_tasks=int(t.eval_num_tasks),
+                episodes=int(t.eval_episodes),
+                temperature=float(t.eval_temperature),
+                seed=int(t.seed),
+                split="test",
+                device=self.device,
+                context_steps=int(t.seq_len),
+            )
+        finally:
+            self.model.train()
+            restore_rng_state(rng)
+        self.eval_metrics = {f"eval/{k}": float(v) for k, v in result.metrics().items()}
+        self.logger.log(self.eval_metrics, self.step)
+        if self.jsonl is not None:
+            self.jsonl.write(self.eval_metrics, self.step)
+        out = self.run_dir / "eval" / f"step-{self.step}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        score = self.eval_metrics.get("eval/score_mean")
+        _info(f"eval at step {self.step}: score_mean={score} ({out})")
+        return self.eval_metrics
+
+    # ------------------------------------------------------------------------------------------ save
+    def trainer_state(self) -> dict[str, Any]:
+        """Everything besides the weights that resuming needs (tensors go to safetensors)."""
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "loader": self.loader.state_dict(),
+            "augment_generator": self.aug_generator.get_state(),
+            "rng": capture_rng_state(),
+            "logger_run_id": self.logger.run_id,
+            "eval_metrics": dict(self.eval_metrics),
+        }
+
+    def save_checkpoint(self, final: bool = False) -> Path | None:
+        """Write ``checkpoints/step-N`` atomically (rank 0) and push it when the Hub config asks."""
+        if not self.main:
+            return None
+        model_config = self.model.config
+        card = model_card(
+            model_config,
+            self.config_dict,
+            self.spec.to_dict(),
+            self.eval_metrics or None,
+            num_parameters=sum(p.numel() for p in self.model.parameters()),
+            step=self.step,
+            model_class=type(self.model).__name__,
+        )
+        self.last_checkpoint = save_checkpoint(
+            self.ckpt_root,
+            self.step,
+            write_model=self.model.save_pretrained,
+            state=self.trainer_state(),
+            extra_files={
+                "dataset_spec.json": json.dumps(self.spec.to_dict(), indent=1) + "\n",
+                "train_config.yaml": self.config_yaml,
+                "README.md": card,
+            },
+            keep_last=int(self.cfg.trainer.keep_last),
+        )
+        hub = self.cfg.hub
+        if hub.repo_id is not None and (final or hub.push_every_checkpoint):
+            self.hub_url = push_checkpoint(
+                self.last_checkpoint,
+                str(hub.repo_id),
+                private=bool(hub.private),
+                revision=hub.revision,
+                commit_message=f"{hub.commit_message} (step {self.step})",
+            )
+            _info(f"pushed step {self.step} to the Hub: {self.hub_url}")
+        return self.last_checkpoint
+
+    # ------------------------------------------------------------------------------------------ run
+    def cleanup(self) -> None:
+        """Close the logger (always), the metrics file and the data loader's thread."""
+        try:
+            self.logger.finish()
+        finally:
+            if self.jsonl is not None:
+                self.jsonl.close()
+            if self.loader is not None:
+                self.loader.close()
+            cleanup_distributed()
+
+    def run(self) -> TrainResult:
+        try:
+            self.setup()
+            return self.train()
+        finally:
+            self.cleanup()
+
+
+def run_training(cfg: DictConfig, run_dir: str | Path, *, sweep_group: str | None = None) -> TrainResult:
+    """Train with the composed ``cfg`` into ``run_dir`` and print where everything went (rank 0)."""
+    if get_world_size() > 1:
+        _info(
+            f"data parallel over {get_world_size()} ranks (gradient averaging): effective batch "
+            f"{get_world_size()} x trainer.batch_size; only rank 0 writes, logs, evaluates and pushes"
+        )
+    result = Trainer(cfg, run_dir, sweep_group=sweep_group).run()
+    print0(f"run dir:    {result.run_dir}")
+    print0(f"checkpoint: {result.checkpoint}")
+    if result.logger_dir is not None:
+        hint = (
+            "  (upload: wandb sync <dir>)"
+            if cfg.logger.kind == "wandb" and cfg.logger.mode == "offline"
+            else ""
+        )
+        print0(f"{cfg.logger.kind} run: {result.logger_dir}{hint}")
+    if result.hub_url:
+        print0(f"hub:        {result.hub_url}")
+    return result

@@ -1,0 +1,312 @@
+"""End to end: the installed ``mouse-train`` console script on a tiny Dark Room config.
+
+train 3 steps → checkpoint → resume to 6 (same losses as an uninterrupted run) → ``load_model``;
+the W&B offline run holds the metrics; ``--cfg job``; a typo rejected; a 2-job multirun; a killed run
+resumed; the NaN stop; the Hub push through a loopback server with the token kept out of every file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from mouse.train.config import register_configs
+
+SCRIPT = shutil.which("mouse-train") or str(Path(sys.executable).parent / "mouse-train")
+
+# A tiny Dark Room (3x3 goals, 2 held out) and a tiny Llama: a few seconds per run on one core.
+TINY = [
+    "data.collect.task.size=3",
+    "data.collect.task.horizon=6",
+    "data.collect.task.test_fraction=0.25",
+    "data.collect.num_tasks=6",
+    "data.collect.steps_per_task=60",
+    "data.collect.show_progress=false",
+    "data.prefetch=0",
+    "model.hidden_dim=16",
+    "backbone.num_hidden_layers=1",
+    "backbone.num_attention_heads=2",
+    "backbone.num_key_value_heads=2",
+    "backbone.intermediate_size=32",
+    "heads.sp.num_layers=1",
+    "trainer.batch_size=4",
+    "trainer.seq_len=16",
+    "trainer.log_every=1",
+    "trainer.eval_num_tasks=2",
+    "trainer.eval_episodes=2",
+    "optim.warmup_steps=2",
+]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    """Subprocess environment: one dataset cache for the module, one thread, offline."""
+    cache = tmp_path_factory.mktemp("mouse_cache")
+    return {**os.environ, "MOUSE_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path, check: bool = True
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run([SCRIPT, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mouse-train {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    """step → train/loss from metrics.jsonl (the last line of a step wins, as after a resume)."""
+    out = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if "train/loss" in row:
+            out[row["step"]] = row["train/loss"]
+    return out
+
+
+def compose_cfg(overrides: list[str]):
+    register_configs()
+    with initialize_config_module(config_module="mouse.conf", version_base=None):
+        return compose(config_name="train", overrides=overrides)
+
+
+@pytest.fixture
+def in_process(env, monkeypatch):
+    monkeypatch.setenv("MOUSE_CACHE_DIR", env["MOUSE_CACHE_DIR"])
+    torch.set_num_threads(1)
+
+
+# --------------------------------------------------------------------------------------------------
+def test_train_resume_load_model_and_wandb(tmp_path, env, in_process):
+    from mouse.models import load_model
+    from mouse.train.trainer import run_training
+    from test_logger import read_wandb_history
+
+    run = tmp_path / "run"
+    common = [*TINY, "optim.schedule=constant", f"hydra.run.dir={run}"]
+    first = run_cli([*common, "trainer.steps=3"], env, cwd=tmp_path)
+    assert f"checkpoint: {run / 'checkpoints' / 'step-3'}" in first.stdout
+    assert "wandb run:" in first.stdout and f"run dir:    {run}" in first.stdout
+    run_cli([*common, "trainer.steps=6", "trainer.resume=true"], env, cwd=tmp_path)
+    straight = tmp_path / "straight"  # the uninterrupted reference, in process
+    run_training(compose_cfg([*TINY, "optim.schedule=constant", "trainer.steps=6", "logger=none"]), straight)
+
+    resumed, reference = losses(run), losses(straight)
+    assert sorted(resumed) == [1, 2, 3, 4, 5, 6]
+    assert resumed == reference  # exactly the same per-step losses
+
+    last = run / "checkpoints" / "last"
+    assert os.readlink(last) == "step-6"
+    files = {p.name for p in last.iterdir()}
+    assert {
+        "config.json",
+        "model.safetensors",
+        "dataset_spec.json",
+        "train_config.yaml",
+        "README.md",
+    } <= files
+    model = load_model(last)
+    config = json.loads((last / "config.json").read_text())
+    assert config == model.config and config["embedding_kwargs"]["max_num_actions"] == 5
+    spec = json.loads((last / "dataset_spec.json").read_text())
+    assert spec["task_family"] == "darkroom" and spec["test_task_ids"]
+    assert not set(spec["test_task_ids"]) & set(spec["train_task_ids"])
+    assert "seq_len: 16" in (last / "train_config.yaml").read_text()
+    assert (run / "eval" / "step-6.json").is_file()
+
+    # one W&B run continued across the resume, holding the logged metrics
+    (wandb_run,) = {p.name.split("-")[-1] for p in (run / "wandb").glob("offline-run-*")}
+    rows = [
+        r for f in sorted((run / "wandb").glob("offline-run-*/run-*.wandb")) for r in read_wandb_history(f)
+    ]
+    logged = {r["_step"]: r["train/loss"] for r in rows if "train/loss" in r}
+    assert logged == pytest.approx(resumed)
+    assert any("eval/score_mean" in r for r in rows)
+    assert wandb_run in json.dumps(
+        json.loads((run / "checkpoints" / "step-6" / "trainer_state.json").read_text())
+    )
+
+
+def test_cfg_job_and_the_design_card_command(tmp_path, env, in_process):
+    from mouse.train.trainer import run_training
+
+    job = run_cli(["--cfg", "job", "backbone=qwen3", "loss.dqn.weight=1"], env, cwd=tmp_path)
+    assert "head_dim: 32" in job.stdout and "dqn:\n    weight: 1" in job.stdout
+    run = tmp_path / "qwen"
+    qwen = [*TINY, "backbone=qwen3", "backbone.head_dim=8", "loss.dqn.weight=1", "logger=none"]
+    run_training(compose_cfg([*qwen, "trainer.steps=2", "trainer.eval_num_tasks=0"]), run)
+    config = json.loads((run / "checkpoints" / "last" / "config.json").read_text())
+    assert config["backbone_kwargs"]["head_dim"] == 8
+    assert config["dqn_head_kwargs"]["num_layers"] == 2  # enabled because loss.dqn.weight > 0
+    assert "train/dqn_loss" in json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+def test_typos_and_wrong_types_fail_at_start_naming_the_key(tmp_path, env, in_process):
+    from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import ValidationError
+
+    bad = run_cli(["loss.dqn.wieght=1"], env, cwd=tmp_path, check=False)
+    assert bad.returncode != 0 and "loss.dqn.wieght" in bad.stderr
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("checkpoints"))
+    with pytest.raises(ConfigCompositionException, match="trainer.steps"):
+        compose_cfg(["trainer.steps=many"])
+    (tmp_path / "conf" / "optim").mkdir(parents=True)
+    (tmp_path / "conf" / "optim" / "typo.yaml").write_text("lr: 1.0e-3\nwarmup_stpes: 5\n")
+    with pytest.raises((ConfigCompositionException, ValidationError)) as err:
+        compose_cfg(["optim=typo", f"hydra.searchpath=[file://{tmp_path / 'conf'}]"])
+    assert "warmup_stpes" in str(err.value) + str(err.value.__cause__)
+
+
+def test_multirun_two_jobs_each_with_own_run_and_wandb_group(tmp_path, env):
+    sweep = tmp_path / "sweep"
+    args = ["-m", *TINY, "trainer.steps=2", "trainer.eval_num_tasks=0", "optim.lr=1e-3,2e-3"]
+    run_cli([*args, f"hydra.sweep.dir={sweep}"], env, cwd=tmp_path)
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]
+    lrs, run_ids = set(), set()
+    for job in jobs:
+        assert (job / "checkpoints" / "step-2" / "model.safetensors").is_file()
+        (wandb_file,) = job.glob("wandb/offline-run-*/run-*.wandb")
+        assert sweep.name.encode() in wandb_file.read_bytes()  # the W&B group is the sweep
+        run_ids.add(wandb_file.name)
+        lrs.add((job / "train_config.yaml").read_text().split("lr: ")[1].split("\n")[0])
+    assert lrs == {"0.001", "0.002"} and len(run_ids) == 2
+
+
+def test_cross_field_checks_before_any_work(tmp_path, in_process):
+    from mouse.train.trainer import run_training
+
+    with pytest.raises(FileNotFoundError, match="trainer.resume=true.*no checkpoint"):
+        run_training(compose_cfg([*TINY, "trainer.resume=true"]), tmp_path / "empty")
+    with pytest.raises(ValueError, match="hub.push_every_checkpoint=true needs hub.repo_id"):
+        run_training(compose_cfg([*TINY, "hub.push_every_checkpoint=true"]), tmp_path / "x")
+    with pytest.raises(ValueError, match="every loss weight is 0"):
+        run_training(compose_cfg([*TINY, "loss.sp.weight=0"]), tmp_path / "x")
+    with pytest.raises(ValueError, match="loss.sp.*loss_type"):
+        run_training(compose_cfg([*TINY, "loss.sp.loss_type=hinge"]), tmp_path / "x")
+    with pytest.raises(ValueError, match="heads.action_head='dqn' but that head is disabled"):
+        run_training(compose_cfg([*TINY, "heads.action_head=dqn"]), tmp_path / "x")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "empty").exists()
+
+
+# ------------------------------------------------------------------------------------- in process
+def test_killed_run_resumes_to_the_same_losses(tmp_path, in_process, monkeypatch):
+    """A kill after the step-3 checkpoint (cosine schedule over 6 steps), then resume → same losses."""
+    from mouse.train.trainer import Trainer, run_training
+
+    overrides = [
+        *TINY,
+        "logger=none",
+        "trainer.steps=6",
+        "trainer.checkpoint_every=3",
+        "trainer.eval_num_tasks=0",
+    ]
+    run_training(compose_cfg(overrides), tmp_path / "straight")
+
+    original = Trainer.train_step
+
+    def killed_at_step_5(self, batch):
+        if self.step == 4:  # steps 1..4 done, checkpoint at 3: a kill here loses step 4
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(compose_cfg(overrides), tmp_path / "killed")
+    monkeypatch.setattr(Trainer, "train_step", original)
+    result = run_training(compose_cfg([*overrides, "trainer.resume=true"]), tmp_path / "killed")
+    assert result.step == 6
+    assert losses(tmp_path / "killed") == losses(tmp_path / "straight")
+
+
+def test_nan_loss_stops_naming_loss_and_step_and_keeps_last_checkpoint(tmp_path, in_process, monkeypatch):
+    from mouse.losses import LOSSES
+    from mouse.train.trainer import NonFiniteLossError, run_training
+
+    calls = {"n": 0}
+    spec = LOSSES["sp"]
+
+    def nan_on_third_call(step_stream, out, cfg):
+        calls["n"] += 1
+        loss, metrics = spec.fn(step_stream, out, cfg)
+        return (loss * float("nan") if calls["n"] == 3 else loss), metrics
+
+    monkeypatch.setitem(LOSSES, "sp", dataclasses.replace(spec, fn=nan_on_third_call))
+    overrides = [
+        *TINY,
+        "logger=none",
+        "trainer.steps=5",
+        "trainer.checkpoint_every=2",
+        "trainer.eval_num_tasks=0",
+    ]
+    with pytest.raises(NonFiniteLossError, match=r"loss\.sp is nan at step 3.*checkpoints/step-2"):
+        run_training(compose_cfg(overrides), tmp_path / "run")
+    assert os.readlink(tmp_path / "run" / "checkpoints" / "last") == "step-2"
+    assert sorted(losses(tmp_path / "run")) == [1, 2]
+
+
+def test_hub_push_at_end_through_loopback_server(tmp_path, env):
+    from mouse.train.hub import HUB_FILES
+    from test_hub import SECRET, FakeHub
+
+    run = tmp_path / "run"
+    with FakeHub() as hub:
+        hub_env = {**env, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": hub.url, "HF_TOKEN": SECRET}
+        proc = run_cli(
+            [*TINY, "trainer.steps=2", "hub.repo_id=alice/tiny-mouse", f"hydra.run.dir={run}"],
+            hub_env,
+            cwd=tmp_path,
+        )
+    last = run / "checkpoints" / "last"
+    arrived = hub.files["alice/tiny-mouse"]
+    assert set(arrived) == set(HUB_FILES)
+    for name, content in arrived.items():
+        assert content == (last / name).read_bytes(), name
+    card = arrived["README.md"].decode()
+    assert (
+        "## Evaluation (held-out tasks)" in card
+        and "eval/score_mean" in card
+        and "| obs_discrete | yes |" in card
+    )
+    assert "alice/tiny-mouse" in proc.stdout
+    assert all(a == f"Bearer {SECRET}" for a in hub.auth)
+    assert SECRET not in proc.stdout + proc.stderr
+    for path in run.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_share_one_run_dir(tmp_path, env):
+    """Data parallel under torchrun (Gloo on CPU): one run dir, written by rank 0 only."""
+    from mouse.data import save_dataset, synthetic_columns
+
+    columns, spec = synthetic_columns(num_streams=8, steps_per_stream=60, num_actions=5, horizon=7)
+    save_dataset(columns, spec, tmp_path / "data")
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    args = [
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "mouse.cli.train",
+        "data=local",
+        f"data.path={tmp_path / 'data'}",
+    ]
+    args += [*TINY[6:], "trainer.steps=2", "trainer.eval_num_tasks=0", "logger=none"]
+    proc = subprocess.run(
+        [torchrun, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run,) = (tmp_path / "outputs" / "torchrun").iterdir()
+    assert proc.stdout.count("run dir:") == 1  # rank 0 prints
+    assert sorted(losses(run)) == [1, 2] and len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert os.readlink(run / "checkpoints" / "last") == "step-2"
