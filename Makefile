@@ -39,6 +39,18 @@ format: setup ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests scripts conf
 	$(VENV)/bin/ruff format src tests scripts conf
 
+STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
+RUN ?= outputs/make-train/$(STAMP)
+TRAIN_ARGS ?=
+EVAL_ARGS ?= episodes=10 seeds=4
+
+train: setup ## the default recipe: mouse-train, then mouse-eval on its checkpoint (table + plot)
+	$(VENV)/bin/mouse-train hydra.run.dir=$(RUN) $(TRAIN_ARGS)
+	$(VENV)/bin/mouse-eval checkpoint=$(RUN) hydra.run.dir=$(RUN)/eval-final $(EVAL_ARGS)
+
+bench-icrl: setup ## collect → train → eval on held-out Dark Room goals; ends with the icrl: line
+	$(PY) scripts/bench_icrl.py
+
 bench: setup ## model, loss and data benchmarks (print figures)
 	$(PY) scripts/bench_model.py
 	$(PY) scripts/bench_losses.py

@@ -1,0 +1,7 @@
+"""MOUSE models: step embedder, backbones (Llama, Qwen3, none), heads, save/load."""
+
+from mouse.models.backbone import ModelLlama, ModelNone, ModelQwen3
+from mouse.models.base import Model, load_model
+from mouse.models.embedding import StepEmbedder, TokenType
+
+__all__ = ["Model", "ModelLlama", "ModelNone", "ModelQwen3", "StepEmbedder", "TokenType", "load_model"]
