@@ -39,3 +39,36 @@ def test_installed_package_ships_the_config_tree():
 
     names = {p.name for p in files("mouse.conf.backbone").iterdir()}
     assert {"llama.yaml", "qwen3.yaml", "none.yaml"} <= names
+
+
+def test_plain_install_runs_the_console_scripts_from_another_directory(tmp_path):
+    """A non-editable install (the wheel) ships the config tree: the apps compose from any folder."""
+    import os
+    import subprocess
+    import sys
+
+    wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", wheel_dir, ROOT], check=True)
+    (wheel,) = wheel_dir.glob("mouse-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", target, wheel], check=True)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    where = subprocess.run(
+        [sys.executable, "-c", "import mouse; print(mouse.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert where.stdout.strip().startswith(str(target)), where.stdout
+    for app, extra in (("train", []), ("collect", []), ("eval", ["checkpoint=x"])):
+        code = f"import sys; from mouse.cli.{app} import main; sys.argv = ['mouse-{app}', '--cfg', 'job', *{extra!r}]; main()"
+        run = subprocess.run(
+            [sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True
+        )
+        assert run.returncode == 0, f"mouse-{app}: {run.stderr[-2000:]}"
+        assert "defaults" not in run.stdout and run.stdout.strip(), run.stdout
+    assert not any(elsewhere.iterdir()), "composing a config must not write into the working directory"
