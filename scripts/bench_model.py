@@ -132,6 +132,15 @@ def timed(fn, repeats: int, device: str) -> tuple[float, float]:
     return min(times), statistics.median(times)
 
 
+def print_profile(fn) -> None:
+    """Run ``fn()`` once under the CPU profiler and print its 25 ops with the most self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+
 def matmul_rate(device: str, repeats: int) -> tuple[float, dict[str, float]]:
     """Best fp32 matmul FLOP/s over a few square and model-like shapes (best of ``repeats`` runs)."""
     rates = {}
@@ -196,11 +205,7 @@ def main() -> None:
         f"{flops / t / 1e9:.1f} GFLOP/s, MFU {flops / t / peak:.1%} (median {flops / t_med / peak:.1%})"
     )
     if args.profile:
-        from torch.profiler import ProfilerActivity, profile
-
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            train_step()
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        print_profile(train_step)
 
     # ---- decoding: one forward acts for all B sequences
     model.eval()
@@ -232,11 +237,7 @@ def main() -> None:
         f"steps/s; speed-up {t_full / t_kv:.1f}x"
     )
     if args.profile:
-        from torch.profiler import ProfilerActivity, profile
-
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            decode_cached()
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        print_profile(decode_cached)
 
 
 if __name__ == "__main__":

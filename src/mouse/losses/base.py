@@ -14,7 +14,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -25,17 +25,22 @@ __all__ = [
     "DONE_TERMINAL",
     "DONE_TRUNCATED",
     "LossConfig",
+    "RewardTransformConfig",
     "TransitionPairs",
     "check_choice",
     "check_finite",
     "check_positive",
     "check_range",
+    "check_reward_transform",
     "check_shape",
+    "cut_masked_pairs",
     "masked_mean",
     "masked_stats",
+    "metrics_or_raise",
     "metrics_to_host",
     "normalize_rewards",
     "require_key",
+    "transformed_reward_pairs",
     "transition_pairs",
     "writable_structured",
 ]
@@ -71,6 +76,14 @@ def check_positive(cfg: object, field: str, strict: bool = True) -> None:
     if value < 0 or (strict and value == 0):
         bound = "> 0" if strict else ">= 0"
         raise ValueError(f"{_where(cfg, field)} must be {bound}, got {value!r}.")
+
+
+def check_reward_transform(cfg: RewardTransformConfig) -> None:
+    """Check the TD reward fields of ``cfg`` (see :class:`RewardTransformConfig`)."""
+    check_positive(cfg, "normalize_reward_eps")
+    check_positive(cfg, "normalize_reward_std_target")
+    check_range(cfg, "reward_scale", -math.inf, math.inf)
+    check_range(cfg, "reward_shift", -math.inf, math.inf)
 
 
 def check_choice(cfg: object, field: str, allowed: Iterable[str]) -> None:
@@ -225,6 +238,54 @@ def normalize_rewards(
     return reward
 
 
+class RewardTransformConfig(Protocol):
+    """The config fields of a loss that transforms the TD reward (dqn, vec_dqn): which reward column
+    (``use_xformed_reward``), the per-row normalisation (:func:`normalize_rewards`), then
+    ``* reward_scale + reward_shift``."""
+
+    use_xformed_reward: bool
+    normalize_reward_mean: bool
+    normalize_reward_std: bool
+    normalize_reward_eps: float
+    normalize_reward_std_target: float
+    reward_scale: float
+    reward_shift: float
+
+
+def transformed_reward_pairs(
+    step_stream: TensorDict, loss: str, cfg: RewardTransformConfig, dtype: torch.dtype
+) -> tuple[TransitionPairs, torch.Tensor]:
+    """The window's :func:`transition_pairs` and their TD rewards ``[B, S-1]``:
+    ``normalise(r[t+1]) * reward_scale + reward_shift``, ``r`` read from ``'xformed_reward'`` when
+    ``cfg.use_xformed_reward`` (KeyError if the stream has none), else from ``'reward'``."""
+    reward_key = "xformed_reward" if cfg.use_xformed_reward else "reward"
+    if cfg.use_xformed_reward and reward_key not in step_stream.keys():
+        raise KeyError(
+            f"{type(cfg).__name__}.use_xformed_reward=True but the step stream has no 'xformed_reward'."
+        )
+    pairs = transition_pairs(step_stream, loss, reward_key=reward_key, dtype=dtype)
+    reward = normalize_rewards(
+        pairs.reward,
+        pairs.valid,
+        cfg.normalize_reward_mean,
+        cfg.normalize_reward_std,
+        cfg.normalize_reward_eps,
+        cfg.normalize_reward_std_target,
+    )
+    return pairs, reward * cfg.reward_scale + cfg.reward_shift
+
+
+def cut_masked_pairs(
+    pairs: TransitionPairs, gamma: float, rewards: torch.Tensor, values: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(discounts, rewards)`` ``[B, S-1]`` for a return recursion over ``pairs``: discount ``gamma``,
+    0 into a terminal record (a truncated record bootstraps from its value). A masked pair (no action
+    taken) cuts the recursion: discount 0 and reward ``V(x_t)`` (``values [B, S-1]``, detached)."""
+    discounts = gamma * (pairs.done != DONE_TERMINAL).to(values.dtype)
+    discounts = torch.where(pairs.valid, discounts, torch.zeros_like(discounts))
+    return discounts, torch.where(pairs.valid, rewards, values.detach())
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``x`` over ``mask`` (0 when the mask is empty, never NaN)."""
     w = mask.to(x.dtype)
@@ -263,3 +324,14 @@ def metrics_to_host(named: Mapping[str, torch.Tensor | float | int]) -> dict[str
         for v in named.values()
     ]
     return dict(zip(named, torch.stack([v.to(device) for v in values]).tolist()))
+
+
+def metrics_or_raise(
+    named: Mapping[str, torch.Tensor | float | int], count: str, empty_error: str
+) -> dict[str, float]:
+    """:func:`metrics_to_host`, raising ``ValueError(empty_error)`` when the metric ``count`` (the
+    positions the loss learnt from) is 0."""
+    metrics = metrics_to_host(named)
+    if metrics[count] == 0:
+        raise ValueError(empty_error)
+    return metrics

@@ -11,13 +11,13 @@ from mouse.losses.base import (
     LossConfig,
     check_positive,
     check_range,
+    check_reward_transform,
     check_shape,
     masked_mean,
     masked_stats,
-    metrics_to_host,
-    normalize_rewards,
+    metrics_or_raise,
     require_key,
-    transition_pairs,
+    transformed_reward_pairs,
 )
 
 __all__ = ["DqnLossConfig", "dqn_loss"]
@@ -49,12 +49,9 @@ class DqnLossConfig(LossConfig):
         super().__post_init__()
         for name in ("gamma", "gamma_terminal", "gamma_truncated", "tau"):
             check_range(self, name, 0.0, 1.0)
-        check_positive(self, "normalize_reward_eps")
-        check_positive(self, "normalize_reward_std_target")
+        check_reward_transform(self)
         check_positive(self, "cql_weight", strict=False)
         check_positive(self, "cql_scale_q_eps", strict=False)
-        check_range(self, "reward_scale", -float("inf"), float("inf"))
-        check_range(self, "reward_shift", -float("inf"), float("inf"))
 
 
 def dqn_loss(
@@ -81,20 +78,7 @@ def dqn_loss(
         raise ValueError(f"out['dqn'] must have shape [B, S, A], got {list(q.shape)}.")
     check_shape(q, (*step_stream.batch_size, None), "out['dqn'] (vs step_stream batch_size [B, S])")
     check_shape(q_target, tuple(q.shape), "out['dqn_target'] (same as out['dqn'])")
-    reward_key = "xformed_reward" if cfg.use_xformed_reward else "reward"
-    if cfg.use_xformed_reward and reward_key not in step_stream.keys():
-        raise KeyError("DqnLossConfig.use_xformed_reward=True but the step stream has no 'xformed_reward'.")
-    pairs = transition_pairs(step_stream, "dqn", reward_key=reward_key, dtype=q.dtype)
-
-    reward = normalize_rewards(
-        pairs.reward,
-        pairs.valid,
-        cfg.normalize_reward_mean,
-        cfg.normalize_reward_std,
-        cfg.normalize_reward_eps,
-        cfg.normalize_reward_std_target,
-    )
-    reward = reward * cfg.reward_scale + cfg.reward_shift
+    pairs, reward = transformed_reward_pairs(step_stream, "dqn", cfg, q.dtype)
     term, trunc = pairs.terminal.to(q.dtype), pairs.truncated.to(q.dtype)
     discount = cfg.gamma * (1.0 - term - trunc) + cfg.gamma_terminal * term + cfg.gamma_truncated * trunc
     with torch.no_grad():
@@ -119,10 +103,10 @@ def dqn_loss(
         "dqn_pairs": valid.sum(),
         "dqn_masked_pairs": (~valid).sum(),
     }
-    metrics = metrics_to_host(named)
-    if metrics["dqn_pairs"] == 0:
-        raise ValueError(
-            "dqn loss: every pair in the window starts on a terminal/truncated record (done[t] != 0); "
-            "no action was taken from any record, so there is nothing to learn from."
-        )
+    metrics = metrics_or_raise(
+        named,
+        "dqn_pairs",
+        "dqn loss: every pair in the window starts on a terminal/truncated record (done[t] != 0); "
+        "no action was taken from any record, so there is nothing to learn from.",
+    )
     return loss, metrics

@@ -24,7 +24,7 @@ from mouse.losses.base import (
     check_range,
     check_shape,
     masked_mean,
-    metrics_to_host,
+    metrics_or_raise,
     require_key,
     transition_pairs,
 )
@@ -176,6 +176,13 @@ def _mean_rows(row: torch.Tensor, has_row: torch.Tensor) -> torch.Tensor:
     return masked_mean(row, has_row)
 
 
+def _directed(kind: str, direction: str) -> str:
+    """The loss_type ``f"{kind}-{direction}"``; raise ValueError unless ``direction`` is fwd or bwd."""
+    if direction not in _DIRECTIONS:
+        raise ValueError(f"direction must be one of {list(_DIRECTIONS)}, got {direction!r}.")
+    return f"{kind}-{direction}"
+
+
 # --------------------------------------------------------------------------------------------------
 # the seed's helpers
 # --------------------------------------------------------------------------------------------------
@@ -202,9 +209,8 @@ def sp_kl_loss(
     ``direction='fwd'``: ``KL(P_teacher || Q_student)``; ``'bwd'``: ``KL(Q_student || P_teacher)``
     on the teacher's support. Mean over rows, times ``T^2``.
     """
-    if direction not in _DIRECTIONS:
-        raise ValueError(f"direction must be one of {list(_DIRECTIONS)}, got {direction!r}.")
-    return _mean_rows(*sp_per_row_loss(q_targets, logits, f"kl-{direction}", temperature, label_smoothing))
+    loss_type = _directed("kl", direction)
+    return _mean_rows(*sp_per_row_loss(q_targets, logits, loss_type, temperature, label_smoothing))
 
 
 def sp_soft_ce_loss(
@@ -219,11 +225,8 @@ def sp_soft_ce_loss(
     ``direction='fwd'``: ``H(P_teacher, Q_student) = -sum P log Q``; ``'bwd'``:
     ``H(Q_student, P_teacher) = -sum Q log P`` on the teacher's support. Mean over rows, times ``T^2``.
     """
-    if direction not in _DIRECTIONS:
-        raise ValueError(f"direction must be one of {list(_DIRECTIONS)}, got {direction!r}.")
-    return _mean_rows(
-        *sp_per_row_loss(q_targets, logits, f"ce-soft-{direction}", temperature, label_smoothing)
-    )
+    loss_type = _directed("ce-soft", direction)
+    return _mean_rows(*sp_per_row_loss(q_targets, logits, loss_type, temperature, label_smoothing))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,10 +282,10 @@ def sp_loss(
         "sp_rows": has_row.sum(),
         "sp_skipped_rows": (~has_row).sum(),
     }
-    metrics = metrics_to_host(named)
-    if metrics["sp_rows"] == 0:
-        raise ValueError(
-            f"sp loss: no row of the batch has a finite teacher entry (target={cfg.target!r}); every "
-            f"position was skipped. Check the dataset's {cfg.target!r} column."
-        )
+    metrics = metrics_or_raise(
+        named,
+        "sp_rows",
+        f"sp loss: no row of the batch has a finite teacher entry (target={cfg.target!r}); every "
+        f"position was skipped. Check the dataset's {cfg.target!r} column.",
+    )
     return loss, metrics

@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from tensordict import TensorDict
 
 from mouse.losses.base import (
-    DONE_TERMINAL,
     LossConfig,
     check_choice,
     check_range,
     check_shape,
+    cut_masked_pairs,
     masked_mean,
-    metrics_to_host,
+    metrics_or_raise,
     transition_pairs,
 )
 
@@ -182,10 +182,8 @@ def value_loss(
         pairs = transition_pairs(step_stream, "value", dtype=pred.dtype)
         mask = pairs.valid
         v = pred.detach()
-        discounts = cfg.gamma * (pairs.done != DONE_TERMINAL).to(pred.dtype)
         # a masked pair restarts the recursion: R_t = V(x_t) there
-        discounts = torch.where(mask, discounts, torch.zeros_like(discounts))
-        rewards = torch.where(mask, pairs.reward, v[:, :-1])
+        discounts, rewards = cut_masked_pairs(pairs, cfg.gamma, pairs.reward, v[:, :-1])
         target = lambda_returns(rewards, discounts, v[:, 1:], cfg.lambda_)
         pred, value = pred[:, :-1], value[:, :-1]
     n = mask.shape[1]
@@ -204,9 +202,9 @@ def value_loss(
         "value_positions": mask.sum(),
         "value_masked": (~mask).sum(),
     }
-    metrics = metrics_to_host(named)
-    if metrics["value_positions"] == 0:
-        raise ValueError(
-            "value loss: no position of the window has a target (every record t is terminal/truncated)."
-        )
+    metrics = metrics_or_raise(
+        named,
+        "value_positions",
+        "value loss: no position of the window has a target (every record t is terminal/truncated).",
+    )
     return loss, metrics

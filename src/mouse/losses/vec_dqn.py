@@ -16,13 +16,12 @@ from tensordict import TensorDict
 
 from mouse.losses.base import (
     LossConfig,
-    check_positive,
     check_range,
+    check_reward_transform,
     check_shape,
     masked_mean,
-    metrics_to_host,
-    normalize_rewards,
-    transition_pairs,
+    metrics_or_raise,
+    transformed_reward_pairs,
 )
 from mouse.models.heads.vec_dqn import rope_rotate, vec_dqn_scores
 
@@ -46,10 +45,7 @@ class VecDqnLossConfig(LossConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range(self, "tau", 0.0, 1.0)
-        check_range(self, "reward_scale", -math.inf, math.inf)
-        check_range(self, "reward_shift", -math.inf, math.inf)
-        check_positive(self, "normalize_reward_eps")
-        check_positive(self, "normalize_reward_std_target")
+        check_reward_transform(self)
 
 
 def zero_angle_vectors(like: torch.Tensor) -> torch.Tensor:
@@ -82,21 +78,7 @@ def vec_dqn_loss(
     check_shape(target_vecs, tuple(online_vecs.shape), "vec_dqn target vectors (same as online)")
     if online_vecs.shape[-1] % 2:
         raise ValueError(f"vec_dqn vectors need an even last dimension D, got {online_vecs.shape[-1]}.")
-    reward_key = "xformed_reward" if cfg.use_xformed_reward else "reward"
-    if cfg.use_xformed_reward and reward_key not in step_stream.keys():
-        raise KeyError(
-            "VecDqnLossConfig.use_xformed_reward=True but the step stream has no 'xformed_reward'."
-        )
-    pairs = transition_pairs(step_stream, "vec_dqn", reward_key=reward_key, dtype=online_vecs.dtype)
-    theta = normalize_rewards(
-        pairs.reward,
-        pairs.valid,
-        cfg.normalize_reward_mean,
-        cfg.normalize_reward_std,
-        cfg.normalize_reward_eps,
-        cfg.normalize_reward_std_target,
-    )
-    theta = theta * cfg.reward_scale + cfg.reward_shift  # [B, S-1]
+    pairs, theta = transformed_reward_pairs(step_stream, "vec_dqn", cfg, online_vecs.dtype)  # theta [B, S-1]
 
     with torch.no_grad():
         nxt = target_vecs[:, 1:].detach()  # [B, S-1, A, D]
@@ -121,10 +103,10 @@ def vec_dqn_loss(
         "vec_dqn_pairs": pairs.valid.sum(),
         "vec_dqn_masked_pairs": (~pairs.valid).sum(),
     }
-    metrics = metrics_to_host(named)
-    if metrics["vec_dqn_pairs"] == 0:
-        raise ValueError(
-            "vec_dqn loss: every pair in the window starts on a terminal/truncated record (done[t] != 0); "
-            "there is nothing to learn from."
-        )
+    metrics = metrics_or_raise(
+        named,
+        "vec_dqn_pairs",
+        "vec_dqn loss: every pair in the window starts on a terminal/truncated record (done[t] != 0); "
+        "there is nothing to learn from.",
+    )
     return loss, metrics

@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from tensordict import TensorDict
 
 from mouse.losses.base import (
-    DONE_TERMINAL,
     LossConfig,
     check_positive,
     check_range,
     check_shape,
+    cut_masked_pairs,
     masked_mean,
-    metrics_to_host,
+    metrics_or_raise,
     require_key,
     transition_pairs,
 )
@@ -219,11 +219,8 @@ def vtrace_loss(
     target_logits = torch.where(keep, logits[:, :-1], torch.zeros_like(logits[:, :-1]))
     behavior_logits = torch.where(keep, behavior[:, :-1].to(logits.dtype), torch.zeros_like(target_logits))
     v = value[:, :-1]
-    discounts = cfg.gamma * (pairs.done != DONE_TERMINAL).to(v.dtype)
-    rewards = pairs.reward * cfg.reward_scale
     # a masked pair cuts the recursion: discount 0 and reward V(x_t) give delta = 0, v_s = V(x_s)
-    discounts = torch.where(valid, discounts, torch.zeros_like(discounts))
-    rewards = torch.where(valid, rewards, v.detach())
+    discounts, rewards = cut_masked_pairs(pairs, cfg.gamma, pairs.reward * cfg.reward_scale, v)
     ret = from_logits(
         tm(behavior_logits),
         tm(target_logits),
@@ -255,10 +252,10 @@ def vtrace_loss(
             "vtrace_pairs": valid.sum(),
             "vtrace_masked_pairs": (~valid).sum(),
         }
-    metrics = metrics_to_host(named)
-    if metrics["vtrace_pairs"] == 0:
-        raise ValueError(
-            "vtrace loss: every pair in the window starts on a terminal/truncated record (done[t] != 0); "
-            "there is nothing to learn from."
-        )
+    metrics = metrics_or_raise(
+        named,
+        "vtrace_pairs",
+        "vtrace loss: every pair in the window starts on a terminal/truncated record (done[t] != 0); "
+        "there is nothing to learn from.",
+    )
     return loss, metrics

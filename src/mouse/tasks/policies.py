@@ -100,8 +100,9 @@ class Policy(abc.ABC):
         return None
 
     @staticmethod
-    def _active(active: np.ndarray | None, n: int) -> np.ndarray:
-        return np.ones(n, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+    def _active_rows(active: np.ndarray | None, n: int) -> np.ndarray:
+        """Indices of the `n` streams that took a transition (all of them when `active` is None)."""
+        return np.arange(n) if active is None else np.flatnonzero(np.asarray(active, dtype=bool))
 
 
 class RandomPolicy(Policy):

@@ -128,7 +128,7 @@ class GridExplorer(Policy):
         done: np.ndarray,
         active: np.ndarray | None = None,
     ) -> None:
-        rows = np.flatnonzero(self._active(active, len(obs)))
+        rows = self._active_rows(active, len(obs))
         nxt, rew, dn = np.asarray(next_obs)[rows], np.asarray(reward)[rows], np.asarray(done)[rows]
         self.visited[rows, nxt] = True
         self.hole[rows, nxt] |= (dn == 1) & (rew <= 0)
@@ -156,7 +156,7 @@ class _ArmStatsPolicy(Policy):
         done: np.ndarray,
         active: np.ndarray | None = None,
     ) -> None:
-        rows = np.flatnonzero(self._active(active, len(obs)))
+        rows = self._active_rows(active, len(obs))
         a = np.asarray(action)[rows]
         self.counts[rows, a] += 1.0
         self.sums[rows, a] += np.asarray(reward, dtype=np.float64)[rows]
