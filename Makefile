@@ -49,7 +49,7 @@ train: setup ## the default recipe: mouse-train, then mouse-eval on its checkpoi
 	$(VENV)/bin/mouse-eval checkpoint=$(RUN) hydra.run.dir=$(RUN)/eval-final $(EVAL_ARGS)
 
 bench-icrl: setup ## collect → train → eval on held-out Dark Room goals; ends with the icrl: line
-	$(PY) scripts/bench_icrl.py
+	$(PY) scripts/bench_icrl.py --steps 1800
 
 bench: setup ## model, loss and data benchmarks (print figures)
 	$(PY) scripts/bench_model.py

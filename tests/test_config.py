@@ -75,7 +75,7 @@ def test_default_recipe():
         "num_compute_tokens": 0,
     }
     assert cfg.data.collect.task.name == "darkroom" and cfg.data.collect.policy.name == "explorer"
-    assert (cfg.trainer.batch_size, cfg.trainer.seq_len) == (32, 200)
+    assert (cfg.trainer.batch_size, cfg.trainer.seq_len) == (32, 210)
     assert cfg.logger.kind == "wandb" and cfg.logger.mode == "offline" and cfg.hub.repo_id is None
     assert C.backbone_kwargs(_compose("train", ["backbone=none"])) == {}
 
