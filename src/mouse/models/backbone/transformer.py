@@ -270,7 +270,20 @@ class TransformerModel(Model):
         return fused
 
     def _weights_key(self) -> tuple:
-        return tuple((p.data_ptr(), p._version) for p in self.transformer.layers.parameters())
+        """``(data_ptr, version)`` of every decoder-layer parameter: changes whenever one is updated.
+
+        Walks ``_modules`` / ``_parameters`` directly (read live, so replaced submodules or parameters
+        are seen): several times cheaper than ``parameters()``, and it runs at every decode step.
+        """
+        params: list[torch.Tensor] = []
+        stack: list[nn.Module] = [self.transformer.layers]
+        while stack:
+            module = stack.pop()
+            if module is None:  # a submodule slot set to None
+                continue
+            params += module._parameters.values()
+            stack += module._modules.values()
+        return tuple((p.data_ptr(), p._version) for p in params if p is not None)
 
     def _fast_forward(self, x, past, full_valid, cache, use_cache):
         """Decoder layers with fused QKV / gate-up matmuls, SDPA and a preallocated KV cache.
