@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import torch
 from tensordict import TensorDict
 
-_ACTION_COLUMNS = ("q_star", "behavior_logits", "teacher_logits")
+from mouse.data.spec import ACTION_WIDTH_COLUMNS
+
 _MASKABLE = ("action", "reward", "obs_discrete", "obs_continuous", "obs_image")
 
 
@@ -119,12 +120,12 @@ def augment(
             out["q_star"] = out["q_star"] * scale[..., None]  # -inf stays -inf (scale > 0)
 
     if cfg.permute_actions:
-        widths = {out[k].shape[-1] for k in _ACTION_COLUMNS if k in out.keys()}
+        widths = {out[k].shape[-1] for k in ACTION_WIDTH_COLUMNS if k in out.keys()}
         if num_actions is None:
             if len(widths) != 1:
                 raise ValueError(
                     "augment(permute_actions=True) needs num_actions: pass it, or include one of "
-                    f"{_ACTION_COLUMNS} in the batch"
+                    f"{ACTION_WIDTH_COLUMNS} in the batch"
                 )
             num_actions = widths.pop()
         elif widths - {num_actions}:
@@ -137,7 +138,7 @@ def augment(
             permuted = torch.gather(perm, 1, out["action"])
             out["action"] = torch.where(acting, permuted, out["action"])
         inverse = torch.argsort(perm, dim=-1)  # new column j holds old column inverse[j]
-        for key in _ACTION_COLUMNS:
+        for key in ACTION_WIDTH_COLUMNS:
             if key in out.keys():
                 index = inverse[:, None, :].expand(out[key].shape)
                 out[key] = torch.gather(out[key], -1, index)

@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf, ValidationError
 
-SPLITS = ("train", "test")
+from mouse.data.spec import SPLITS
 
 
 # ----------------------------------------------------------------------------- tasks

@@ -138,7 +138,7 @@ class WindowLoader:
     @property
     def num_batches(self) -> int | None:
         """Batches per pass for "last"; None for the infinite modes."""
-        return -(-self.num_windows // self.batch_size) if self.sampling == "last" else None
+        return self.batches_per_epoch if self.sampling == "last" else None
 
     @property
     def batches_per_epoch(self) -> int:

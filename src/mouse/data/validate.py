@@ -17,6 +17,7 @@ from mouse.data.spec import (
     SCALAR_COLUMNS,
     VECTOR_COLUMNS,
     DatasetSpec,
+    column_dtype,
 )
 
 _MODALITY_COLUMNS = {
@@ -61,7 +62,7 @@ def _check_dtypes_and_shapes(columns: dict[str, np.ndarray], spec: DatasetSpec) 
     for name, arr in columns.items():
         if not isinstance(arr, np.ndarray):
             raise ValueError(f"column {name!r} must be a numpy array, got {type(arr).__name__}")
-        expected = SCALAR_COLUMNS.get(name, VECTOR_COLUMNS.get(name))
+        expected = column_dtype(name)
         if arr.dtype != expected:
             raise ValueError(f"column {name!r} has dtype {arr.dtype}, expected {expected}")
         if name in SCALAR_COLUMNS and arr.ndim != 1:
