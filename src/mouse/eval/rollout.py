@@ -88,11 +88,12 @@ def rollout(
         if record_actions:
             taken.append(np.where(was_done, -1, actions))
         alive = ~was_done
-        if alive.any() and ((actions[alive] < 0) | (actions[alive] >= num_actions)).any():
-            bad = actions[alive][(actions[alive] < 0) | (actions[alive] >= num_actions)]
+        bad = actions[alive][(actions[alive] < 0) | (actions[alive] >= num_actions)]
+        if bad.size:
             raise ValueError(f"actor {actor.name!r} chose actions {bad.tolist()} outside [0, {num_actions})")
-        next_obs, reward, done, t = _step(env, np.where(alive, actions, 0), alive)
-        reward, done = np.where(alive, reward, 0.0).astype(np.float32), np.where(alive, done, 0)
+        applied = np.where(alive, actions, 0)  # the action stored in the next record (0 after a done one)
+        # inactive (done) envs do not step and report reward 0, done 0 (TabularVecEnv.step)
+        next_obs, reward, done, t = env.step(applied, active=alive)
         counted = alive & (episode < episodes)
         idx = np.nonzero(counted)[0]
         returns[idx, episode[idx]] += reward[idx]
@@ -103,17 +104,10 @@ def rollout(
             next_obs = np.where(was_done, reset_obs, next_obs)
             t = np.where(was_done, 0, t)
         episode += (done != 0).astype(np.int64)
-        action_rec = np.where(alive, actions, 0)
-        record = _record(env, next_obs, action_rec, reward, done.astype(np.int64), t, with_continuous)
+        record = _record(env, next_obs, applied, reward, done, t, with_continuous)
     seconds = _time.perf_counter() - start
     acts = np.stack(taken, axis=1) if record_actions else None
     return RolloutResult(returns, lengths, num_records, num_steps, seconds, acts)
-
-
-def _step(env, actions: np.ndarray, alive: np.ndarray):
-    """Step the envs in ``alive`` only (a done env waits for its reset); others return zeros."""
-    next_obs, reward, done, t = env.step(actions, active=alive)
-    return np.asarray(next_obs), np.asarray(reward), np.asarray(done), np.asarray(t)
 
 
 def _record(env, obs, action, reward, done, time, with_continuous: bool) -> TensorDict:
