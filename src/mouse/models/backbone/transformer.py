@@ -242,17 +242,16 @@ class TransformerModel(Model):
         ``w_gate_up`` is None for SiLU MLPs (two matmuls train faster on CPU than one fused one);
         with autograd off they are cached and rebuilt whenever a parameter changes (its version).
         """
-        grad = torch.is_grad_enabled()
-        if not grad:
-            cached = self.__dict__.get("_fused_cache")
-            if cached is not None and cached[0] == self._weights_key():
-                return cached[1]
-        if not grad:  # cache normal (not inference-mode) tensors
-            with torch.inference_mode(False), torch.no_grad():
-                fused = self._concat_weights(gate_up=True)
-            self.__dict__["_fused_cache"] = (self._weights_key(), fused)
-            return fused
-        return self._concat_weights(gate_up=self.transformer.config.hidden_act != "silu")
+        if torch.is_grad_enabled():
+            return self._concat_weights(gate_up=self.transformer.config.hidden_act != "silu")
+        key = self._weights_key()
+        cached = self.__dict__.get("_fused_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.inference_mode(False), torch.no_grad():  # cache normal (not inference-mode) tensors
+            fused = self._concat_weights(gate_up=True)
+        self.__dict__["_fused_cache"] = (key, fused)
+        return fused
 
     def _concat_weights(self, gate_up: bool) -> list[tuple]:
         fused = []
