@@ -21,7 +21,7 @@ from mouse.models.embedding import StepEmbedder, resolve_embedding_kwargs
 from mouse.models.heads import DQNHead, SwiGLUHead, ValueHead, VecDQNHead, vec_dqn_scores
 from mouse.models.heads.swiglu import check_head_kwargs
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "Model", "load_model"]
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "Model", "load_model", "model_class"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -306,8 +306,8 @@ class Model(nn.Module):
                 path_or_repo, force_download=force_download, local_dir=local_dir,
                 map_location=map_location, revision=revision, token=token, **overrides,
             )  # fmt: skip
-        files = _resolve_files(path_or_repo, force_download, local_dir, revision, token)
-        return _build(cls, *files, map_location, overrides)
+        config_file, weights_file = _resolve_files(path_or_repo, force_download, local_dir, revision, token)
+        return _build(cls, _read_config(config_file), config_file, weights_file, map_location, overrides)
 
     def push_to_hub(
         self, repo_id: str, private: bool | None = None, token: str | None = None, **kw: Any
@@ -370,9 +370,15 @@ def _read_config(config_file: Path) -> dict[str, Any]:
 
 
 def _build(
-    cls: type[Model], config_file: Path, weights_file: Path, map_location: Any, overrides: dict[str, Any]
+    cls: type[Model],
+    config: dict[str, Any],
+    config_file: Path,
+    weights_file: Path,
+    map_location: Any,
+    overrides: dict[str, Any],
 ) -> Model:
-    config = {**_read_config(config_file), **overrides}
+    """Build ``cls`` from ``config`` (read from ``config_file``) with ``overrides`` and load its weights."""
+    config = {**config, **overrides}
     try:
         model = cls(**config)
     except TypeError as err:
@@ -422,11 +428,21 @@ def load_model(
     map_location = kwargs.pop("map_location", "cpu")
     revision, token = kwargs.pop("revision", None), kwargs.pop("token", None)
     config_file, weights_file = _resolve_files(repo_id_or_path, force_download, local_dir, revision, token)
-    backbone_kwargs = _read_config(config_file).get("backbone_kwargs") or {}
+    config = _read_config(config_file)
+    cls = model_class(config.get("backbone_kwargs") or {})
+    return _build(cls, config, config_file, weights_file, map_location, kwargs)
+
+
+def model_class(backbone_kwargs: dict[str, Any]) -> type[Model]:
+    """The model class ``backbone_kwargs`` select: empty -> ModelNone; ``head_dim`` -> ModelQwen3; else ModelLlama."""
     if not backbone_kwargs:
-        from mouse.models.backbone.none import ModelNone as cls
-    elif "head_dim" in backbone_kwargs:
-        from mouse.models.backbone.qwen3 import ModelQwen3 as cls
-    else:
-        from mouse.models.backbone.llama import ModelLlama as cls
-    return _build(cls, config_file, weights_file, map_location, kwargs)
+        from mouse.models.backbone.none import ModelNone
+
+        return ModelNone
+    if "head_dim" in backbone_kwargs:
+        from mouse.models.backbone.qwen3 import ModelQwen3
+
+        return ModelQwen3
+    from mouse.models.backbone.llama import ModelLlama
+
+    return ModelLlama

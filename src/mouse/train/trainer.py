@@ -103,21 +103,12 @@ def build_model(cfg: DictConfig, spec: Any) -> torch.nn.Module:
         "hidden_dim": int(cfg.model.hidden_dim),
         "backbone_kwargs": C.backbone_kwargs(cfg),
         "embedding_kwargs": {**spec.embedding_kwargs(), **C.embedding_overrides(cfg)},
-        "sp_head_kwargs": C.head_kwargs(cfg, "sp"),
-        "dqn_head_kwargs": C.head_kwargs(cfg, "dqn"),
-        "sv_head_kwargs": C.head_kwargs(cfg, "sv"),
-        "vec_dqn_head_kwargs": C.head_kwargs(cfg, "vec_dqn"),
+        **{f"{head}_head_kwargs": C.head_kwargs(cfg, head) for head in C.HEAD_NAMES},
         "action_head": cfg.heads.action_head,
-        "value_head_kwargs": C.head_kwargs(cfg, "value"),
     }
-    backbone = kwargs["backbone_kwargs"]
-    if not backbone:
-        from mouse.models.backbone.none import ModelNone as cls
-    elif "head_dim" in backbone:
-        from mouse.models.backbone.qwen3 import ModelQwen3 as cls
-    else:
-        from mouse.models.backbone.llama import ModelLlama as cls
-    return cls(**kwargs)
+    from mouse.models.base import model_class
+
+    return model_class(kwargs["backbone_kwargs"])(**kwargs)
 
 
 def load_training_data(cfg: DictConfig) -> Any:
@@ -420,11 +411,11 @@ class Trainer:
         """Write ``checkpoints/step-N`` atomically (rank 0) and push it when the Hub config asks."""
         if not self.main:
             return None
-        model_config = self.model.config
+        spec_dict = self.spec.to_dict()
         card = model_card(
-            model_config,
+            self.model.config,
             self.config_dict,
-            self.spec.to_dict(),
+            spec_dict,
             self.eval_metrics or None,
             num_parameters=sum(p.numel() for p in self.model.parameters()),
             step=self.step,
@@ -436,7 +427,7 @@ class Trainer:
             write_model=self.model.save_pretrained,
             state=self.trainer_state(),
             extra_files={
-                "dataset_spec.json": json.dumps(self.spec.to_dict(), indent=1) + "\n",
+                "dataset_spec.json": json.dumps(spec_dict, indent=1) + "\n",
                 "train_config.yaml": self.config_yaml,
                 "README.md": card,
             },
