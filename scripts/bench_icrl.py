@@ -74,13 +74,15 @@ def train_overrides(args: argparse.Namespace, cache_dir: Path) -> list[str]:
 
 
 def compose_train(overrides: list[str]):
+    """The typed ``TrainConfig`` mouse-train would run with these overrides."""
     from hydra import compose, initialize_config_module
 
-    from mouse.train.config import register_configs
+    from mouse.cli.common import to_config
+    from mouse.train.config import TrainConfig, register_configs
 
     register_configs()
     with initialize_config_module(config_module="mouse.conf", version_base=None):
-        return compose(config_name="train", overrides=overrides)
+        return to_config(compose(config_name="train", overrides=overrides), TrainConfig)
 
 
 def _console(name: str) -> list[str]:
@@ -98,10 +100,9 @@ def main(argv: list[str] | None = None) -> float:
     cfg = compose_train(overrides)  # fails fast on a misspelt override
 
     from mouse.data import ensure_dataset
-    from mouse.train.config import to_plain_dict
 
     t = time.perf_counter()
-    data_path = ensure_dataset(to_plain_dict(cfg.data.collect), cache_dir=cache_dir)
+    data_path = ensure_dataset(cfg.data.collect, cache_dir=cache_dir)
     print(f"[bench] data: {data_path} ({time.perf_counter() - t:.0f} s)", flush=True)
 
     t = time.perf_counter()
@@ -128,10 +129,12 @@ def evaluate(args: argparse.Namespace, train_cfg, checkpoint: Path, output: Path
     """mouse-eval's run() on the trained checkpoint: all held-out goals x seeds."""
     from hydra import compose, initialize_config_module
 
-    from mouse.cli.eval import run
+    from mouse.cli.common import to_config
+    from mouse.eval.config import EvalConfig, register_configs
+    from mouse.eval.run import run_eval
 
     temperature = (
-        args.temperature if args.temperature is not None else float(train_cfg.trainer.eval_temperature)
+        args.temperature if args.temperature is not None else train_cfg.trainer.eval_temperature
     )
     overrides = [
         f"checkpoint={checkpoint}",
@@ -142,9 +145,12 @@ def evaluate(args: argparse.Namespace, train_cfg, checkpoint: Path, output: Path
     ]
     if args.num_tasks is not None:
         overrides.append(f"num_tasks={args.num_tasks}")
+    register_configs()
     with initialize_config_module(config_module="mouse.conf", version_base=None):
         cfg = compose(config_name="eval", overrides=overrides)
-    return run(cfg, output)
+    report = run_eval(to_config(cfg, EvalConfig), output)
+    print(report.summary())
+    return report.result
 
 
 def _at(values: list[float], i: int) -> float:

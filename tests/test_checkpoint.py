@@ -120,3 +120,45 @@ def test_find_last_without_checkpoints_and_bad_keep_last(tmp_path):
 
 def test_decode_plain_values_pass_through():
     assert decode_state({"a": [1, 2.5, None, "x"]}, {}) == {"a": [1, 2.5, None, "x"]}
+
+
+# ------------------------------------------------------------- reading a checkpoint (mouse.checkpoint_io)
+def test_checkpoint_io_is_what_train_and_eval_share(tmp_path):
+    import mouse.checkpoint_io as io
+    import mouse.train.checkpoint as train_ckpt
+
+    assert train_ckpt.find_last_checkpoint is io.find_last_checkpoint
+    assert train_ckpt.list_checkpoints is io.list_checkpoints
+    _save(tmp_path / "ck", 4)
+    assert io.find_last_checkpoint(tmp_path / "ck") == tmp_path / "ck" / "step-4"
+
+
+def test_checkpoint_files_are_read_as_data(tmp_path, monkeypatch):
+    from mouse.checkpoint_io import read_dataset_spec, read_model_config, read_train_config, trained_seq_len
+
+    monkeypatch.setenv("MOUSE_TEST_SECRET", "leaked")
+    (tmp_path / "train_config.yaml").write_text(
+        "trainer:\n  seq_len: 12\n  lr: 1e-3\nnote: ${oc.env:MOUSE_TEST_SECRET}\nother: ${trainer.seq_len}\n"
+    )
+    config = read_train_config(tmp_path)
+    assert config == {
+        "trainer": {"seq_len": 12, "lr": 1e-3},
+        "note": "${oc.env:MOUSE_TEST_SECRET}",
+        "other": "${trainer.seq_len}",
+    }
+    assert trained_seq_len(config) == 12 and trained_seq_len(None) is None and trained_seq_len({}) is None
+    with pytest.raises(ValueError, match="seq_len must be an integer"):
+        trained_seq_len({"trainer": {"seq_len": "${x}"}})
+    assert read_dataset_spec(tmp_path) is None  # optional files
+    assert read_train_config(tmp_path / "nowhere") is None
+    (tmp_path / "dataset_spec.json").write_text('{"task_family": "darkroom"}')
+    assert read_dataset_spec(tmp_path) == {"task_family": "darkroom"}
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="expected a JSON object"):
+        read_model_config(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="cannot read the model config"):
+        read_model_config(tmp_path)
+    (tmp_path / "train_config.yaml").write_text("- a list\n")
+    with pytest.raises(ValueError, match="expected a YAML mapping"):
+        read_train_config(tmp_path)

@@ -73,7 +73,8 @@ def test_every_task_and_policy_yaml_composes():
     from hydra import compose, initialize_config_dir
     from hydra.errors import MissingConfigException
 
-    from mouse.data.config import register_configs
+    from mouse.cli.common import to_config
+    from mouse.data.config import CollectConfig, register_configs
 
     register_configs()
     tasks = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
@@ -83,11 +84,11 @@ def test_every_task_and_policy_yaml_composes():
         for task in tasks:
             for policy in policies:
                 cfg = compose("collect", overrides=[f"task={task}", f"policy={policy}", "output=x"])
-                c = collect_config(cfg)
+                c = collect_config(to_config(cfg, CollectConfig))
                 assert (c.task.name, c.policy.name) == (task, policy)
                 assert isinstance(c.task, TASK_CONFIGS[task]) and isinstance(c.policy, POLICY_CONFIGS[policy])
         cfg = compose("collect", overrides=["policy=expert", "policy.epsilon=0.0"])
-        assert collect_config(cfg).policy.epsilon == 0.0
+        assert collect_config(to_config(cfg, CollectConfig)).policy.epsilon == 0.0
         with pytest.raises(MissingConfigException, match="task/gridworld"):
             compose("collect", overrides=["task=gridworld"])
 

@@ -11,6 +11,7 @@ import yaml
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
+from mouse.cli.common import to_config
 from mouse.losses import LOSSES
 from mouse.train import config as C
 
@@ -39,6 +40,11 @@ def _compose(primary: str, overrides: list[str]):
         return compose(config_name=primary, overrides=overrides)
 
 
+def _train(overrides: list[str]) -> C.TrainConfig:
+    """The typed config mouse-train runs with: composed, then converted once."""
+    return to_config(_compose("train", overrides), C.TrainConfig)
+
+
 # Values a primary config leaves mandatory (???) for its user to give.
 _REQUIRED = {"eval": ["checkpoint=some/run"], "collect": []}
 
@@ -60,12 +66,13 @@ def test_every_group_option_composes(group, option):
         cfg = _compose(primary, [*_REQUIRED.get(primary, []), f"{group}={option}", *extra])
         OmegaConf.to_container(cfg, resolve=False)
         if primary == "train":  # the train options also pass the cross-field checks
-            C.enable_loss_heads(cfg)
-            C.validate_config(cfg)
+            typed = to_config(cfg, C.TrainConfig)
+            C.enable_loss_heads(typed)
+            C.validate_config(typed)
 
 
 def test_default_recipe():
-    cfg = _compose("train", [])
+    cfg = _train([])
     assert C.active_losses(cfg) == ["sp"]
     assert cfg.loss.sp.target == "teacher" and cfg.loss.sp.loss_type == "ce-soft-fwd"
     assert C.backbone_kwargs(cfg)["num_hidden_layers"] == 3 and "head_dim" not in C.backbone_kwargs(cfg)
@@ -77,7 +84,7 @@ def test_default_recipe():
     assert cfg.data.collect.task.name == "darkroom" and cfg.data.collect.policy.name == "explorer"
     assert (cfg.trainer.batch_size, cfg.trainer.seq_len) == (32, 210)
     assert cfg.logger.kind == "wandb" and cfg.logger.mode == "offline" and cfg.hub.repo_id is None
-    assert C.backbone_kwargs(_compose("train", ["backbone=none"])) == {}
+    assert C.backbone_kwargs(_train(["backbone=none"])) == {}
 
 
 def test_loss_nodes_mirror_the_loss_configs():
@@ -87,13 +94,13 @@ def test_loss_nodes_mirror_the_loss_configs():
             f.name for f in dataclasses.fields(spec.config_cls)
         ]
         assert dataclasses.fields(node)[0].name == "weight"
-    cfg = _compose("train", ["loss.dqn.weight=0.5", "loss.dqn.gamma=0.9"])
+    cfg = _train(["loss.dqn.weight=0.5", "loss.dqn.gamma=0.9"])
     built = C.loss_configs(cfg)
     assert set(built) == {"sp", "dqn"} and built["dqn"].gamma == 0.9 and built["dqn"].weight == 0.5
 
 
 def test_a_loss_enables_the_head_it_reads():
-    cfg = _compose("train", ["loss.vtrace.weight=1", "loss.vec_dqn.weight=1"])
+    cfg = _train(["loss.vtrace.weight=1", "loss.vec_dqn.weight=1"])
     notes = C.enable_loss_heads(cfg)
     assert cfg.heads.value.num_layers == 2 and cfg.heads.vec_dqn.num_layers == 2
     assert cfg.heads.sp.num_layers == 2  # already on: untouched, no note
@@ -115,7 +122,7 @@ def test_a_loss_enables_the_head_it_reads():
 )
 def test_cross_field_checks_name_the_key(override, message):
     try:
-        cfg = _compose("train", [override])
+        cfg = _train([override])
     except Exception as err:  # a wrong type is already refused by the schema
         assert message.split("=")[0].split("'")[0] in str(err)
         return

@@ -147,8 +147,9 @@ def test_hub_round_trip_through_mocks(tmp_path, data, monkeypatch):
     )
     assert calls[2][1]["folder_path"] == str(path) and calls[2][1]["repo_type"] == "dataset"
 
-    def fake_snapshot(repo_id, repo_type, revision):
+    def fake_snapshot(repo_id, repo_type, revision, allow_patterns):
         assert (repo_id, repo_type, revision) == ("org/name", "dataset", "v1")
+        assert allow_patterns == ["spec.json", "README.md", "data/*.arrow"]  # only what load_dataset reads
         return str(path)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)

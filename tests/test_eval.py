@@ -12,9 +12,11 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from mouse.cli.eval import run
+from mouse.cli.common import to_config
 from mouse.data import DatasetSpec
 from mouse.eval import EvalResult, check_compatible, evaluate, plot_curves, resolve_checkpoint
+from mouse.eval.config import EvalConfig, register_configs
+from mouse.eval.run import run_eval
 from mouse.tasks import make_family
 from test_rollout import tiny_model
 
@@ -124,8 +126,16 @@ def test_model_that_cannot_cover_the_family_is_one_clear_error():
 
 
 def _compose(*overrides):
+    register_configs()
     with initialize_config_module(config_module="mouse.conf", version_base=None):
         return compose(config_name="eval", overrides=list(overrides))
+
+
+def run(cfg, out_dir):
+    """mouse-eval in process: the typed config once, run_eval, its printed summary; the result."""
+    report = run_eval(to_config(cfg, EvalConfig), out_dir)
+    print(report.summary())
+    return report.result
 
 
 def test_run_from_composed_config(tmp_path, capsys):

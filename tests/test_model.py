@@ -372,3 +372,18 @@ def test_fast_path_gradients_match_transformers(cls, backbone):
 def test_unknown_hub_repo_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither a local directory nor a loadable Hub model repo"):
         load_model("mouse-test-org/does-not-exist", local_dir=tmp_path / "dl")
+
+
+def test_model_class_lives_above_base_and_the_backbones():
+    """base never imports the backbones; mouse.models.loading (above both) holds load_model/model_class."""
+    import ast
+    import inspect
+
+    from mouse.models import base
+    from mouse.models.loading import model_class
+
+    tree = ast.parse(inspect.getsource(base))
+    imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {m for m in imported if m.startswith(("mouse.models.backbone", "mouse.models.loading"))}
+    assert model_class({}) is ModelNone and Model.class_for({}) is ModelNone
+    assert model_class(QWEN3) is ModelQwen3 and model_class(LLAMA) is ModelLlama

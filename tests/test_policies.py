@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
+from mouse.rollout import rollout_returns
 from mouse.tasks import (
     POLICIES,
     make_family,
     make_policy,
     oracle_returns,
     random_returns,
-    rollout_returns,
 )
 from mouse.tasks.grid import path_lengths_from, shortest_path_lengths
 

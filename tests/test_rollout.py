@@ -6,7 +6,16 @@ import torch
 
 from mouse.eval import ModelActor, OracleActor, PolicyActor, RandomActor, StreamPolicyActor, rollout
 from mouse.eval.metrics import curve, normalized_score
-from mouse.tasks import episode_returns, make_family, make_policy
+from mouse.rollout import (
+    ActorOutput,
+    ColumnRecorder,
+    ReturnRecorder,
+    VecEnv,
+    collect_streams,
+    rollout_returns,
+    run_streams,
+)
+from mouse.tasks import TabularVecEnv, episode_returns, make_family, make_policy
 
 
 def _darkroom():
@@ -221,3 +230,156 @@ def test_curve_ci_and_normalized_score():
     assert np.isnan(score).all()
     with pytest.raises(ValueError, match="shape"):
         normalized_score(x, oracle[:2], rand)
+
+
+# --- the one stream engine (mouse.rollout): any VecEnv x any actor x recorders ---
+
+
+def test_tabular_vec_env_is_a_vec_env_and_records_its_obs_fields():
+    fam = _darkroom()
+    env = TabularVecEnv([fam.make_task(i) for i in (0, 3)], seed=0)
+    assert isinstance(env, VecEnv)
+    fields = env.record_fields(env.reset())
+    assert list(fields) == ["obs_discrete", "obs_continuous"]
+    assert fields["obs_discrete"].dtype == np.int64 and fields["obs_continuous"].dtype == np.float32
+    bandit = make_family("bandit", num_arms=3, horizon=4)
+    assert list(TabularVecEnv([bandit.make_task(0)], seed=0).record_fields(np.zeros(1, np.int64))) == [
+        "obs_discrete"
+    ]
+
+
+def test_column_and_return_recorders_agree_on_one_run():
+    fam = make_family("frozenlake", size=4, horizon=12)
+    env = TabularVecEnv([fam.make_task(i) for i in range(5)], seed=2)
+    cols, rets = ColumnRecorder(), ReturnRecorder(3)
+    stats = run_streams(env, RandomActor(), [cols, rets], rng=np.random.default_rng(0), num_records=200)
+    c = cols.columns()
+    assert stats.ticks == 200 and stats.records == 5 * 200 and len(c["action"]) == 5 * 200
+    assert "behavior_logits" not in c and "q_star" in c  # RandomActor reports no logits; the env has Q*
+    reward, done = c["reward"].reshape(5, 200), c["done"].reshape(5, 200)
+    np.testing.assert_array_equal(rets.result(stats).returns, episode_returns(reward, done, 3))
+
+
+def test_rollout_returns_are_the_episode_returns_of_the_collected_streams():
+    """Teacher curves (stopped after E episodes) = the first E episodes of the collected streams."""
+    for name, params, policy in [
+        ("darkroom", {"size": 5, "horizon": 8}, "explorer"),
+        ("frozenlake", {"size": 4, "slippery": True}, "annealed"),
+        ("bandit", {"num_arms": 3, "horizon": 5}, "thompson"),
+    ]:
+        fam, ids, episodes = make_family(name, **params), [0, 1, 2, 3], 4
+        steps = episodes * (fam.horizon + 1) + 1
+        cols = collect_streams(fam, ids, make_policy(policy, fam), steps, seed=3)
+        reward, done = cols["reward"].reshape(4, steps), cols["done"].reshape(4, steps)
+        np.testing.assert_array_equal(
+            rollout_returns(fam, ids, make_policy(policy, fam), episodes, seed=3),
+            episode_returns(reward, done, episodes),
+        )
+
+
+class _Line:
+    """A gymnasium-like vector env with continuous observations only (no discrete id, no Q*).
+
+    Each stream walks a line from 0: action 1 moves right (+1 reward at position 3, terminal),
+    action 0 stays; truncated after 5 steps.
+    """
+
+    num_actions = 2
+
+    def __init__(self, n):
+        self.num_envs, self.pos, self.t = n, np.zeros(n), np.zeros(n, np.int64)
+
+    def reset(self):
+        self.pos[:], self.t[:] = 0.0, 0
+        return self.pos[:, None].astype(np.float32)
+
+    def reset_where(self, mask):
+        self.pos[mask], self.t[mask] = 0.0, 0
+        return self.pos[:, None].astype(np.float32)
+
+    def step(self, actions, active):
+        self.pos = np.where(active, self.pos + actions, self.pos)
+        self.t = np.where(active, self.t + 1, self.t)
+        reward = np.where(active & (self.pos == 3), 1.0, 0.0).astype(np.float32)
+        done = np.where(self.pos == 3, 1, np.where(self.t >= 5, 2, 0))
+        return self.pos[:, None].astype(np.float32), reward, np.where(active, done, 0), self.t.copy()
+
+    def record_fields(self, obs):
+        return {"obs_continuous": obs}
+
+
+class _SelfRecording:
+    """An actor that reports the logits it sampled from (as an online learner's actor does)."""
+
+    name = "learner"
+
+    def reset(self, env, num_actions, rng):
+        self.rng = rng
+
+    def act(self, record):
+        n = record.batch_size[0]
+        logits = np.log(np.tile([[0.25, 0.75]], (n, 1))).astype(np.float32)
+        return ActorOutput(self.rng.integers(0, 2, n), behavior_logits=logits, teacher_logits=logits)
+
+
+def test_the_engine_drives_a_non_tabular_env_and_records_the_actors_own_logits():
+    env = _Line(3)
+    cols, rets = ColumnRecorder(), ReturnRecorder(2)
+    stats = run_streams(env, _SelfRecording(), [cols, rets], rng=np.random.default_rng(0), num_records=40)
+    c = {k: v.reshape(3, 40, *v.shape[1:]) for k, v in cols.columns().items()}
+    assert list(c) == [
+        "action",
+        "reward",
+        "done",
+        "time",
+        "obs_continuous",
+        "behavior_logits",
+        "teacher_logits",
+    ]
+    ended = c["done"] != 0
+    assert (
+        ended.any()
+        and (c["behavior_logits"][ended] == 0).all()
+        and np.isneginf(c["teacher_logits"][ended]).all()
+    )
+    np.testing.assert_allclose(
+        c["behavior_logits"][~ended], np.log([0.25, 0.75]).astype(np.float32)[None].repeat((~ended).sum(), 0)
+    )
+    reset = np.concatenate([np.ones((3, 1), bool), ended[:, :-1]], axis=1)
+    assert (c["obs_continuous"][reset] == 0).all() and (c["time"][reset] == 0).all()
+    np.testing.assert_array_equal(rets.result(stats).returns, episode_returns(c["reward"], c["done"], 2))
+
+
+def test_the_engine_stops_after_every_env_finished_its_episodes():
+    env = _Line(4)
+    rets = ReturnRecorder(3, record_actions=True)
+    stats = run_streams(env, _SelfRecording(), [rets], rng=np.random.default_rng(1), episodes=3)
+    res = rets.result(stats)
+    assert (rets.completed >= 3).all() and stats.records == 4 * (stats.ticks - 1)  # last record not acted on
+    assert res.actions.shape == (4, stats.ticks - 1)
+    with pytest.raises(ValueError, match="needs a stop"):
+        run_streams(env, _SelfRecording(), [rets], rng=np.random.default_rng(1))
+    with pytest.raises(ValueError, match="records-per-stream limit"):
+        run_streams(env, _SelfRecording(), [ColumnRecorder()], rng=np.random.default_rng(1), episodes=1)
+    short = ReturnRecorder(50)
+    stats = run_streams(env, _SelfRecording(), [short], rng=np.random.default_rng(1), num_records=10)
+    with pytest.raises(ValueError, match="fewer than episodes=50"):
+        short.result(stats)
+
+
+def test_layering_tasks_below_rollout_below_eval():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mouse.tasks; "
+        "bad = [m for m in sys.modules if m.startswith(('mouse.rollout', 'mouse.eval', 'mouse.data'))]; "
+        "assert not bad, bad"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    import mouse.eval
+    import mouse.rollout
+
+    for name in ("Actor", "ModelActor", "OracleActor", "PolicyActor", "RandomActor", "StreamPolicyActor"):
+        assert getattr(mouse.eval, name) is getattr(mouse.rollout, name)

@@ -5,7 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from mouse.tasks import POLICIES, collect_streams, episode_returns, make_family, make_policy
+from mouse.rollout import collect_streams
+from mouse.tasks import POLICIES, episode_returns, make_family, make_policy
 
 CASES = [
     ("darkroom", {"size": 5, "horizon": 6}),

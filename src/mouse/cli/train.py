@@ -8,12 +8,12 @@ mouse-train -m optim.lr=1e-4,3e-4               # a sweep: one run dir and W&B r
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
 from omegaconf import DictConfig
 
-from mouse.train.config import register_configs
+from mouse.cli.common import hydra_output_dir, sweep_group, to_config, user_errors
+from mouse.train.config import TrainConfig, register_configs
+from mouse.train.trainer import run_training
 
 register_configs()
 
@@ -21,17 +21,8 @@ register_configs()
 @hydra.main(config_path="pkg://mouse.conf", config_name="train", version_base=None)
 def main(cfg: DictConfig) -> float | None:
     """Train, then return the final eval ``score_mean`` (else the final loss) for sweepers."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    from mouse.train.trainer import run_training
-
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    # W&B group of a sweep's jobs: the sweep folder, e.g. multirun/2026-01-31/12-00-00 → 2026-01-31-12-00-00
-    sweep = Path(hydra_cfg.sweep.dir)
-    sweep_group = "-".join(sweep.parts[-2:]) if hydra_cfg.mode == RunMode.MULTIRUN else None
-    result = run_training(cfg, run_dir, sweep_group=sweep_group)
+    with user_errors("mouse-train"):
+        result = run_training(to_config(cfg, TrainConfig), hydra_output_dir(), sweep_group=sweep_group())
     return result.eval_metrics.get("eval/score_mean", result.final_metrics.get("train/loss"))
 
 

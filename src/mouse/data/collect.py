@@ -1,7 +1,7 @@
 """Collect a dataset from a task family and a behaviour policy (`mouse-collect`), and a cached default.
 
 `collect_dataset(cfg, output)` builds the family, splits its task ids (train/test from
-`task.split_seed`), runs `mouse.tasks.collect_streams` over `num_tasks` tasks of the chosen split and
+`task.split_seed`), runs `mouse.rollout.collect_streams` over `num_tasks` tasks of the chosen split and
 saves the columns with a full `DatasetSpec`. Same settings, same bytes.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -20,6 +21,9 @@ import numpy as np
 from mouse.data.config import CollectConfig, collect_config, policy_kwargs, task_kwargs
 from mouse.data.spec import FORMAT_VERSION, DatasetSpec
 from mouse.data.storage import SPEC_FILE, save_dataset
+from mouse.hub import push_dataset_to_hub
+
+log = logging.getLogger("mouse.collect")
 
 
 def stream_task_ids(pool: list[int], num_tasks: int, seed: int) -> np.ndarray:
@@ -30,7 +34,8 @@ def stream_task_ids(pool: list[int], num_tasks: int, seed: int) -> np.ndarray:
 
 def collect_columns(cfg: CollectConfig | dict) -> tuple[dict[str, np.ndarray], DatasetSpec]:
     """Collect the step-record columns and their spec for `cfg` (not written anywhere)."""
-    from mouse.tasks import collect_streams, make_family, make_policy
+    from mouse.rollout import collect_streams
+    from mouse.tasks import make_family, make_policy
 
     cfg = collect_config(cfg)
     family = make_family(cfg.task.name, **task_kwargs(cfg.task))
@@ -115,3 +120,25 @@ def ensure_dataset(cfg: CollectConfig | dict, cache_dir: str | os.PathLike | Non
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def run_collect(cfg: CollectConfig, run_dir: str | os.PathLike) -> tuple[Path, str | None]:
+    """What ``mouse-collect`` does: check, collect, save to ``cfg.output`` (relative to the working
+    directory; default ``<run_dir>/dataset`` when only ``hub.repo_id`` is set) and push when
+    ``hub.repo_id`` is set. Returns the dataset path and the Hub URL (None without a push)."""
+    cfg = collect_config(cfg)
+    if cfg.output is None and cfg.hub.repo_id is None:
+        raise ValueError("mouse-collect needs output=DIR (a dataset directory) or hub.repo_id=ORG/NAME")
+    output = Path(cfg.output).expanduser().resolve() if cfg.output is not None else Path(run_dir) / "dataset"
+    cfg = dataclasses.replace(cfg, output=str(output))
+    log.info(
+        "collecting %s: %d %s tasks x %d steps, policy %s, seed %d -> %s",
+        cfg.split, cfg.num_tasks, cfg.task.name, cfg.steps_per_task, cfg.policy.name, cfg.seed, output,
+    )  # fmt: skip
+    path = collect_dataset(cfg)
+    log.info("wrote %s", path)
+    url = None
+    if cfg.hub.repo_id:
+        url = push_dataset_to_hub(path, cfg.hub.repo_id, private=cfg.hub.private)  # mouse.hub
+        log.info("pushed to %s", url)
+    return path, url

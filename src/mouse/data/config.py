@@ -1,22 +1,44 @@
-"""Structured-config schemas of `mouse-collect` (task, policy, collection), registered with Hydra.
+"""Typed config of `mouse-collect` (task, policy, collection) and the `task` / `policy` group schemas.
 
-One dataclass per task family and per policy. The YAML files of the `task` and `policy` groups stay
-plain (mouse-eval and mouse-train compose them too); `task_config`/`policy_config` check a composed
-node against its family's/policy's dataclass (unknown keys and wrong types fail, naming the key and
-the valid names), and Hydra's struct mode rejects misspelt command-line keys (`task.sise=9`). A field
-left None means "the family's / policy's own default" and is not passed on. `register_configs()`
-stores `collect_schema` (CollectConfig, extended by conf/collect.yaml) in Hydra's ConfigStore.
+One dataclass per task family and per policy, each stored in Hydra's ConfigStore as
+`task/<name>_schema` / `policy/<name>_schema`; every `conf/task/<name>.yaml` and
+`conf/policy/<name>.yaml` starts its defaults list with its schema, so wherever the group is composed
+(mouse-collect, mouse-train's `data.collect.task`, mouse-eval's `task`) a misspelt key
+(`task.sise=9`) or a wrong type fails at compose time naming the full key. `mouse-collect` converts
+the composed node once (`OmegaConf.to_object`) into a `CollectConfig`; `collect_config` also builds
+one from a plain dict (the Python API), checking unknown keys and types the same way. A field left
+None means "the family's / policy's own default" and is not passed on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from omegaconf import MISSING, DictConfig, OmegaConf, ValidationError
+from omegaconf import MISSING, OmegaConf, ValidationError
 
+from mouse.data.loader import SAMPLING_MODES
 from mouse.data.spec import SPLITS
+
+
+class Split(StrEnum):
+    """Which task ids streams are drawn from: the family's train or held-out test split."""
+
+    train = "train"
+    test = "test"
+
+
+class Sampling(StrEnum):
+    """Window starts of the training loader (`mouse.data.WindowLoader`)."""
+
+    random = "random"
+    sequential = "sequential"
+    last = "last"
+
+
+assert tuple(Split) == SPLITS and tuple(Sampling) == SAMPLING_MODES  # one list of each
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -158,7 +180,7 @@ class CollectConfig:
     num_tasks: int = 200  # streams; task ids cycle through a seeded permutation of the split's ids
     steps_per_task: int = 400
     seed: int = 0
-    split: str = "train"
+    split: Split = Split.train
     output: str | None = None  # dataset directory (relative to the working directory)
     overwrite: bool = False
     show_progress: bool = True
@@ -167,7 +189,7 @@ class CollectConfig:
     def validate(self) -> None:
         """Cross-field checks that run before any collection work."""
         if self.split not in SPLITS:
-            raise ValueError(f"collect split must be one of {SPLITS}, got {self.split!r}")
+            raise ValueError(f"collect split must be one of {SPLITS}, got {str(self.split)!r}")
         for name in ("num_tasks", "steps_per_task"):
             if getattr(self, name) < 1:
                 raise ValueError(f"collect {name} must be >= 1, got {getattr(self, name)}")
@@ -178,8 +200,6 @@ class CollectConfig:
 def _from_dict(kind: str, registry: dict[str, type], d: Any) -> Any:
     if isinstance(d, tuple(registry.values())):
         return d
-    if isinstance(d, DictConfig):
-        d = OmegaConf.to_container(d, resolve=True)
     if not isinstance(d, dict) or "name" not in d:
         raise ValueError(f"{kind} config must be a mapping with a 'name' key, got {d!r}")
     name = d["name"]
@@ -196,21 +216,19 @@ def _from_dict(kind: str, registry: dict[str, type], d: Any) -> Any:
         raise ValueError(f"bad {kind} config for {name!r}: {exc}") from None
 
 
-def task_config(d: TaskConfig | dict | DictConfig) -> TaskConfig:
+def task_config(d: TaskConfig | dict) -> TaskConfig:
     """The TaskConfig subclass for `d["name"]`, strictly built from a dict (or returned as is)."""
     return _from_dict("task", TASK_CONFIGS, d)
 
 
-def policy_config(d: PolicyConfig | dict | DictConfig) -> PolicyConfig:
+def policy_config(d: PolicyConfig | dict) -> PolicyConfig:
     """The PolicyConfig subclass for `d["name"]`, strictly built from a dict (or returned as is)."""
     return _from_dict("policy", POLICY_CONFIGS, d)
 
 
-def collect_config(cfg: CollectConfig | dict | DictConfig) -> CollectConfig:
-    """A validated CollectConfig from a dataclass, plain dict or (Hydra) DictConfig."""
-    if isinstance(cfg, DictConfig):
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-        cfg.pop("hydra", None)
+def collect_config(cfg: CollectConfig | dict) -> CollectConfig:
+    """A validated CollectConfig from a dataclass (the CLI's typed config) or a plain dict (the
+    Python API: unknown keys and wrong types fail naming the key)."""
     if isinstance(cfg, dict):
         cfg = dict(cfg)
         valid = [f.name for f in dataclasses.fields(CollectConfig)]
@@ -219,16 +237,26 @@ def collect_config(cfg: CollectConfig | dict | DictConfig) -> CollectConfig:
             raise ValueError(f"unknown collect key(s) {unknown}; valid keys: {', '.join(valid)}")
         hub = cfg.get("hub", {})
         cfg["hub"] = hub if isinstance(hub, CollectHubConfig) else CollectHubConfig(**hub)
+        if "split" in cfg and cfg["split"] not in SPLITS:
+            raise ValueError(f"collect split must be one of {SPLITS}, got {cfg['split']!r}")
+        if "split" in cfg:
+            cfg["split"] = Split(cfg["split"])
         cfg = CollectConfig(**cfg)
     if not isinstance(cfg, CollectConfig):
-        raise ValueError(f"expected a CollectConfig, dict or DictConfig, got {type(cfg).__name__}")
+        raise ValueError(f"expected a CollectConfig or a dict, got {type(cfg).__name__}")
     cfg = dataclasses.replace(cfg, task=task_config(cfg.task), policy=policy_config(cfg.policy))
     cfg.validate()
     return cfg
 
 
 def register_configs() -> None:
-    """Store the schemas in Hydra's ConfigStore (idempotent)."""
+    """Store `collect_schema` and the `task/<name>_schema`, `policy/<name>_schema` group schemas in
+    Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="collect_schema", node=CollectConfig)
+    cs = ConfigStore.instance()
+    cs.store(name="collect_schema", node=CollectConfig)
+    for name, cls in TASK_CONFIGS.items():
+        cs.store(group="task", name=f"{name}_schema", node=cls)
+    for name, cls in POLICY_CONFIGS.items():
+        cs.store(group="policy", name=f"{name}_schema", node=cls)

@@ -4,7 +4,8 @@ A dataset directory holds
 
     data/<split>-00000-of-00001.arrow   one row per step record (uncompressed Arrow IPC file format)
     spec.json                           the `DatasetSpec`
-    README.md                           dataset card whose YAML front-matter points `datasets` at data/
+    README.md                           dataset card (mouse.hub.dataset_card) whose YAML front-matter
+                                        points `datasets` at data/
 
 so `datasets.load_dataset(path)` reads it too. `load_dataset` maps the Arrow file with
 `pyarrow.memory_map` and exposes every column as a read-only numpy view of the mapping: records are
@@ -24,9 +25,22 @@ import pyarrow as pa
 
 from mouse.data.spec import COLUMN_ORDER, SCALAR_COLUMNS, DatasetSpec
 from mouse.data.validate import stream_offsets, validate_columns
+from mouse.hub import (
+    DATASET_CARD_FILE,
+    DATASET_DATA_DIR,
+    DATASET_SPEC_FILE,
+    dataset_card,
+    download_dataset,
+    is_hub_id,
+    push_dataset_to_hub,
+)
 
-SPEC_FILE = "spec.json"
-DATA_DIR = "data"
+# push_dataset_to_hub lives in mouse.hub and is re-exported here and in mouse.data.
+__all__ = ["DATA_DIR", "SPEC_FILE", "StepDataset", "load_dataset", "push_dataset_to_hub", "save_dataset"]
+
+# The folder layout (shared with the Hub repos, see mouse.hub).
+SPEC_FILE = DATASET_SPEC_FILE
+DATA_DIR = DATASET_DATA_DIR
 
 
 def _data_file_name(split: str) -> str:
@@ -118,43 +132,6 @@ def _to_arrow(columns: dict[str, np.ndarray]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
-def _dataset_card(spec: DatasetSpec) -> str:
-    """README.md with the YAML front-matter `datasets` reads (no timestamps: same input, same bytes)."""
-    glob = f"{DATA_DIR}/{spec.split}-*.arrow"
-    rows = "\n".join(
-        f"| `{k}` | `{v}` |"
-        for k, v in spec.to_dict().items()
-        if k not in ("train_task_ids", "test_task_ids")
-    )
-    return f"""---
-configs:
-- config_name: default
-  data_files:
-  - split: {spec.split}
-    path: {glob}
-tags:
-- reinforcement-learning
-- in-context-reinforcement-learning
-- mouse
----
-# MOUSE step-record dataset: {spec.task_family or "unknown task"} / {spec.policy or "unknown policy"}
-
-Reset-free streams of step records (one row per record, `stream_id` groups a stream) following the
-MOUSE step-record contract: record `t` holds the observation at `t` and the action, reward and done
-of the transition that arrived at `t`; reset records (`time == 0`, action and reward 0) follow
-terminal (`done == 1`) and truncated (`done == 2`) records. `q_star` is the exact optimal action value
-(`-inf`: invalid action, or no action taken). The full spec is in `spec.json`.
-
-Load with `mouse.data.load_dataset(path_or_repo_id)` (memory-mapped) or `datasets.load_dataset(...)`.
-
-| field | value |
-|---|---|
-{rows}
-| `train_task_ids` | {len(spec.train_task_ids)} tasks |
-| `test_task_ids` | {len(spec.test_task_ids)} tasks |
-"""
-
-
 def save_dataset(
     columns: dict[str, np.ndarray], spec: DatasetSpec, path: str | os.PathLike, overwrite: bool = False
 ) -> Path:
@@ -177,7 +154,7 @@ def save_dataset(
             with pa.ipc.new_file(sink, batch.schema) as writer:
                 writer.write_batch(batch)
         (tmp / SPEC_FILE).write_text(spec.to_json())
-        (tmp / "README.md").write_text(_dataset_card(spec))
+        (tmp / DATASET_CARD_FILE).write_text(dataset_card(spec.to_dict()))
         if path.exists():  # overwrite=True: swap the old directory out, then delete it
             trash = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(path, trash)
@@ -209,22 +186,15 @@ def _arrow_to_numpy(name: str, column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _resolve(path_or_repo_id: str | os.PathLike, split: str | None, revision: str | None) -> Path:
+    """The local dataset folder: an existing directory, else a download of Hub dataset ``ORG/NAME``."""
     path = Path(path_or_repo_id).expanduser()
     if not path.exists():
         text = str(path_or_repo_id)
-        if text.count("/") != 1 or text.startswith((".", "/", "~")):
+        if not is_hub_id(text):
             raise FileNotFoundError(
                 f"dataset {text!r} is neither an existing directory nor a Hub dataset id 'ORG/NAME'"
             )
-        from huggingface_hub import snapshot_download
-
-        try:
-            path = Path(snapshot_download(repo_id=text, repo_type="dataset", revision=revision))
-        except Exception as exc:  # offline, missing repo, bad revision: say what was tried
-            raise FileNotFoundError(
-                f"dataset {text!r} is not a local directory, and downloading it from the Hub "
-                f"(repo_type='dataset', revision={revision!r}) failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        path = download_dataset(text, split=split, revision=revision)
     if not (path / SPEC_FILE).exists() and split is not None and (path / split / SPEC_FILE).exists():
         path = path / split
     if not (path / SPEC_FILE).exists():
@@ -237,10 +207,12 @@ def _resolve(path_or_repo_id: str | os.PathLike, split: str | None, revision: st
 def load_dataset(
     path_or_repo_id: str | os.PathLike, split: str | None = None, revision: str | None = None
 ) -> StepDataset:
-    """Load a dataset directory, or a Hub dataset repo (`snapshot_download`), memory-mapped and validated.
+    """Load a dataset directory, or a Hub dataset repo `ORG/NAME`, memory-mapped and validated.
 
-    `split`, when given, must match the spec's split (a directory may also hold one sub-folder per
-    split, `<path>/<split>/spec.json`). `revision` selects a Hub revision.
+    A path that does not exist and reads `ORG/NAME` (`mouse.hub.is_hub_id`) is downloaded with
+    `mouse.hub.download_dataset` (only the files read here). `split`, when given, must match the
+    spec's split (a directory may also hold one sub-folder per split, `<path>/<split>/spec.json`).
+    `revision` selects a Hub revision.
     """
     path = _resolve(path_or_repo_id, split, revision)
     spec = DatasetSpec.from_json((path / SPEC_FILE).read_text())
@@ -255,23 +227,3 @@ def load_dataset(
     table = pa.ipc.open_file(source).read_all()
     columns = {name: _arrow_to_numpy(name, table.column(name)) for name in table.column_names}
     return StepDataset(columns, spec, path=path, _keepalive=(source, table))
-
-
-def push_dataset_to_hub(
-    path: str | os.PathLike, repo_id: str, private: bool = False, token: str | None = None
-) -> str:
-    """Upload a dataset directory to the Hub dataset repo `repo_id` (created if needed); return its URL."""
-    from huggingface_hub import HfApi
-
-    path = Path(path)
-    if not (path / SPEC_FILE).exists():
-        raise FileNotFoundError(f"{path} has no {SPEC_FILE}: not a MOUSE dataset directory")
-    api = HfApi(token=token)
-    api.create_repo(repo_id=repo_id, repo_type="dataset", private=private, exist_ok=True)
-    api.upload_folder(
-        folder_path=str(path),
-        repo_id=repo_id,
-        repo_type="dataset",
-        commit_message="Upload MOUSE step-record dataset",
-    )
-    return f"https://huggingface.co/datasets/{repo_id}"

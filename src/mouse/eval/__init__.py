@@ -2,9 +2,9 @@
 
 ``evaluate(model, spec, num_tasks, episodes)`` is the trainer's hook; ``mouse-eval`` (mouse.cli.eval)
 is the command line. ``evaluate_actor`` runs any :class:`Actor` (e.g. a scripted policy) the same way.
+The actors live in ``mouse.rollout`` (the stream engine) and are re-exported here.
 """
 
-from mouse.eval.actors import Actor, ModelActor, OracleActor, PolicyActor, RandomActor, StreamPolicyActor
 from mouse.eval.checkpoint import LoadedCheckpoint, check_compatible, load_checkpoint, resolve_checkpoint
 from mouse.eval.evaluate import (
     CONTEXT_POLICY,
@@ -18,6 +18,7 @@ from mouse.eval.evaluate import (
 from mouse.eval.metrics import Curve, curve, normalized_score
 from mouse.eval.plot import plot_curves
 from mouse.eval.rollout import RolloutResult, rollout
+from mouse.rollout import Actor, ModelActor, OracleActor, PolicyActor, RandomActor, StreamPolicyActor
 
 __all__ = [
     "Actor",

@@ -3,21 +3,26 @@
 A checkpoint dir holds ``config.json`` + ``model.safetensors`` (``Model.save_pretrained``); the trainer
 adds ``dataset_spec.json`` (the training DatasetSpec: task family, params, train/test task ids) and
 ``train_config.yaml`` (the resolved training config; ``trainer.seq_len`` is the trained context).
-A run dir holds ``checkpoints/last`` (a symlink to ``checkpoints/step-N``).
+A run dir holds ``checkpoints/last`` (a symlink to ``checkpoints/step-N``). Finding and reading those
+files is :mod:`mouse.checkpoint_io` (shared with training); Hub downloads are :mod:`mouse.hub`.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MODEL_FILES = ("config.json", "model.safetensors")
-SPEC_FILE = "dataset_spec.json"
-TRAIN_CONFIG_FILE = "train_config.yaml"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+from mouse.checkpoint_io import (
+    CONFIG_FILE,
+    MODEL_FILES,
+    find_last_checkpoint,
+    read_dataset_spec,
+    read_train_config,
+    trained_seq_len,
+)
+from mouse.hub import HUB_FILES, download_model, is_hub_id
+
 _FIX = "pass a run dir (with checkpoints/last), a checkpoint dir (config.json + model.safetensors) or a Hub model id"
 
 
@@ -32,9 +37,17 @@ class LoadedCheckpoint:
     seq_len: int | None  # the trained context in steps (train_config trainer.seq_len), if known
 
 
+def _check_model_files(path: Path, ref: str) -> Path:
+    missing = [f for f in MODEL_FILES if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"checkpoint dir {ref!r} lacks {missing}; {_FIX}")
+    return path
+
+
 def resolve_checkpoint(ref: str | Path) -> Path:
     """The local checkpoint dir for ``ref`` (run dir -> its ``checkpoints/last``; Hub id -> a download).
 
+    A Hub id (:func:`mouse.hub.is_hub_id`) downloads only the checkpoint files (``mouse.hub.HUB_FILES``).
     Raises FileNotFoundError naming ``ref`` and the accepted forms when nothing loadable is found.
     """
     ref_str = str(ref)
@@ -42,14 +55,9 @@ def resolve_checkpoint(ref: str | Path) -> Path:
     if path.exists():
         if not path.is_dir():
             raise FileNotFoundError(f"checkpoint {ref_str!r} is a file, not a directory; {_FIX}")
-        if (path / "config.json").is_file():
-            missing = [f for f in MODEL_FILES if not (path / f).is_file()]
-            if missing:
-                raise FileNotFoundError(f"checkpoint dir {ref_str!r} lacks {missing}; {_FIX}")
-            return path
+        if (path / CONFIG_FILE).is_file():
+            return _check_model_files(path, ref_str)
         if (path / "checkpoints").is_dir():
-            from mouse.train.checkpoint import find_last_checkpoint
-
             last = find_last_checkpoint(path / "checkpoints")
             if last is None:
                 raise FileNotFoundError(
@@ -59,48 +67,31 @@ def resolve_checkpoint(ref: str | Path) -> Path:
         raise FileNotFoundError(
             f"{ref_str!r} is neither a checkpoint dir (no config.json) nor a run dir (no checkpoints/); {_FIX}"
         )
-    if not _HUB_ID.match(ref_str):
+    if not is_hub_id(ref_str):
         raise FileNotFoundError(
             f"checkpoint {ref_str!r} does not exist and is not a Hub model id (owner/name); {_FIX}"
         )
-    return _download(ref_str)
-
-
-def _download(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
-
-    patterns = [*MODEL_FILES, SPEC_FILE, TRAIN_CONFIG_FILE]
-    try:
-        return Path(snapshot_download(repo_id=repo_id, allow_patterns=patterns))
-    except Exception as err:  # offline, missing repo, no access: one message with the cause
-        raise FileNotFoundError(
-            f"checkpoint {repo_id!r} is not a local path and could not be fetched from the Hub "
-            f"({type(err).__name__}: {err}); {_FIX}"
-        ) from err
+    return _check_model_files(download_model(ref_str, files=HUB_FILES), ref_str)
 
 
 def load_checkpoint(ref: str | Path, device: str = "cpu") -> LoadedCheckpoint:
-    """Resolve ``ref``, load the model (``mouse.models.load_model``) and its dataset spec / train config."""
+    """Resolve ``ref``, load the model (``mouse.models.load_model``) and its dataset spec / train config.
+
+    ``dataset_spec.json`` and ``train_config.yaml`` are read as data (:mod:`mouse.checkpoint_io`:
+    interpolations are never resolved); either may be absent (None).
+    """
+    from mouse.data import DatasetSpec
     from mouse.models import load_model
 
     path = resolve_checkpoint(ref)
     model = load_model(str(path)).to(device)
     model.eval()
-    spec = None
-    if (path / SPEC_FILE).is_file():
-        from mouse.data import DatasetSpec
-
-        spec = DatasetSpec.from_dict(json.loads((path / SPEC_FILE).read_text()))
-    train_config = None
-    if (path / TRAIN_CONFIG_FILE).is_file():
-        from omegaconf import OmegaConf
-
-        train_config = OmegaConf.to_container(OmegaConf.load(path / TRAIN_CONFIG_FILE), resolve=True)
-    seq_len = None
-    if isinstance(train_config, dict):
-        seq_len = (train_config.get("trainer") or {}).get("seq_len")
-        seq_len = int(seq_len) if seq_len is not None else None
-    return LoadedCheckpoint(path=path, model=model, spec=spec, train_config=train_config, seq_len=seq_len)
+    spec_dict = read_dataset_spec(path)
+    spec = DatasetSpec.from_dict(spec_dict) if spec_dict is not None else None
+    train_config = read_train_config(path)
+    return LoadedCheckpoint(
+        path=path, model=model, spec=spec, train_config=train_config, seq_len=trained_seq_len(train_config)
+    )
 
 
 def check_compatible(model: Any, family: Any) -> None:

@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from mouse.eval.actors import Actor, ModelActor, OracleActor, RandomActor
 from mouse.eval.metrics import Curve, curve, normalized_score
 from mouse.eval.rollout import rollout
+from mouse.rollout import Actor, ModelActor, OracleActor, RandomActor
 
 CONTEXT_POLICY = (
     "sliding_window_reprefill: the model attends to at most context_steps records; when the stream "
     "outgrows it, the most recent keep_steps records are re-prefilled from position 0 and decoding "
-    "continues with the KV cache (see mouse.eval.actors.ModelActor)"
+    "continues with the KV cache (see mouse.rollout.actors.ModelActor)"
 )
 SPLITS = ("test", "train", "all")
 log = logging.getLogger(__name__)

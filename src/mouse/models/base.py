@@ -1,32 +1,50 @@
 """The MOUSE model: StepEmbedder -> backbone -> last token of each step -> output heads.
 
 :class:`Model` is abstract over the backbone (:mod:`mouse.models.backbone`: Llama, Qwen3, none).
-:func:`load_model` restores any saved model, choosing the class from ``config.json``.
+This module never imports the backbones (they import it): each concrete subclass registers itself
+under its backbone kind (``class ModelLlama(..., backbone="llama")``), :func:`backbone_kind` is the
+rule that reads the kind from ``backbone_kwargs``, and :mod:`mouse.models.loading` (above base and
+the backbones) holds ``load_model`` / ``model_class``. Hub transfers go through :mod:`mouse.hub`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from tensordict import TensorDict
 from torch import nn
 
+from mouse.checkpoint_io import CONFIG_FILE, WEIGHTS_FILE, read_model_config
+from mouse.hub import download_model, push_checkpoint
 from mouse.models.embedding import StepEmbedder, resolve_embedding_kwargs
 from mouse.models.heads import DQNHead, SwiGLUHead, ValueHead, VecDQNHead, vec_dqn_scores
 from mouse.models.heads.swiglu import check_head_kwargs
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "Model", "load_model", "model_class"]
+__all__ = ["BACKBONE_KINDS", "CONFIG_NAME", "WEIGHTS_NAME", "BackboneKind", "Model", "backbone_kind"]
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = CONFIG_FILE
+WEIGHTS_NAME = WEIGHTS_FILE
 
 _ACTION_HEADS = ("vec_dqn", "dqn", "sp", "sv")  # auto-selection order for get_action
+
+BackboneKind = Literal["none", "qwen3", "llama"]
+BACKBONE_KINDS: tuple[BackboneKind, ...] = ("none", "qwen3", "llama")
+_REGISTRY: dict[str, type[Model]] = {}  # backbone kind -> concrete class (filled by __init_subclass__)
+
+
+def backbone_kind(backbone_kwargs: dict[str, Any]) -> BackboneKind:
+    """The detection rule on a saved ``backbone_kwargs``: empty -> ``"none"``; has ``head_dim`` ->
+    ``"qwen3"``; otherwise ``"llama"`` (ModelLlama refuses ``head_dim``, ModelQwen3 always stores it)."""
+    if not backbone_kwargs:
+        return "none"
+    return "qwen3" if "head_dim" in backbone_kwargs else "llama"
 
 
 def _enabled(kwargs: dict | None) -> bool:
@@ -59,8 +77,37 @@ class Model(nn.Module):
     ``out_scale`` (output multiplier, default 1), ``zero_init``; ``vec_dqn`` adds ``vec_dim`` (even,
     default 8); ``value`` adds ``num_bins`` (0 = scalar). ``action_head`` names the head
     :meth:`get_action` reads; ``None`` picks the first enabled of vec_dqn > dqn > sp > sv.
-    Subclasses implement :meth:`_init_backbone` and :meth:`backbone_forward`.
+    Subclasses implement :meth:`_init_backbone` and :meth:`backbone_forward`; a concrete one names
+    its kind in the class statement (``class ModelNone(Model, backbone="none")``) to register.
     """
+
+    def __init_subclass__(cls, backbone: BackboneKind | None = None, **kwargs: Any) -> None:
+        """Register ``cls`` as the class of backbone kind ``backbone`` (one class per kind)."""
+        super().__init_subclass__(**kwargs)
+        if backbone is None:
+            return
+        if backbone not in BACKBONE_KINDS:
+            raise ValueError(f"backbone must be one of {list(BACKBONE_KINDS)}, got {backbone!r}.")
+        if backbone in _REGISTRY and _REGISTRY[backbone] is not cls:
+            raise ValueError(
+                f"backbone {backbone!r} is already registered by {_REGISTRY[backbone].__name__}."
+            )
+        _REGISTRY[backbone] = cls
+
+    @staticmethod
+    def class_for(backbone_kwargs: dict[str, Any]) -> type[Model]:
+        """The registered class :func:`backbone_kind` selects for ``backbone_kwargs``.
+
+        The backbones register when imported (``import mouse.models`` imports them all); a kind with no
+        registered class raises ``LookupError``.
+        """
+        kind = backbone_kind(backbone_kwargs)
+        if kind not in _REGISTRY:
+            raise LookupError(
+                f"no model class is registered for backbone kind {kind!r}; import mouse.models (or "
+                "mouse.models.loading) so the backbones register."
+            )
+        return _REGISTRY[kind]
 
     def __init__(
         self,
@@ -298,75 +345,60 @@ class Model(nn.Module):
     ) -> Model:
         """Build ``cls`` from a directory or Hub repo id and load its weights strictly.
 
-        ``overrides`` replace top-level config entries (e.g. ``action_head="sp"``). Missing, unexpected
-        or mis-shaped weights and unreadable files raise ``ValueError`` naming them.
+        On :class:`Model` itself the class follows ``config.json`` (:meth:`class_for`, the
+        ``load_model`` rule). A path that does not exist and reads ``ORG/NAME`` is downloaded with
+        :func:`mouse.hub.download_model` (``config.json`` + ``model.safetensors`` only; ``revision``,
+        ``token``, ``force_download``, ``local_dir`` go there). ``overrides`` replace top-level config
+        entries (e.g. ``action_head="sp"``). Missing, unexpected or mis-shaped weights and unreadable
+        files raise ``ValueError`` naming them; a missing model raises ``FileNotFoundError``.
         """
+        folder = _model_folder(path_or_repo, force_download, local_dir, revision, token)
+        config = read_model_config(folder)
         if cls is Model:
-            return load_model(
-                path_or_repo, force_download=force_download, local_dir=local_dir,
-                map_location=map_location, revision=revision, token=token, **overrides,
-            )  # fmt: skip
-        config_file, weights_file = _resolve_files(path_or_repo, force_download, local_dir, revision, token)
-        return _build(cls, _read_config(config_file), config_file, weights_file, map_location, overrides)
+            cls = Model.class_for(config.get("backbone_kwargs") or {})
+        return _build(cls, config, folder / CONFIG_NAME, folder / WEIGHTS_NAME, map_location, overrides)
 
     def push_to_hub(
         self, repo_id: str, private: bool | None = None, token: str | None = None, **kw: Any
     ) -> str:
-        """Upload ``config.json`` + ``model.safetensors`` to a Hub model repo; return the commit URL."""
-        import tempfile
+        """Upload ``config.json`` + ``model.safetensors`` to Hub model repo ``repo_id``; return the commit URL.
 
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        A thin call into :func:`mouse.hub.push_checkpoint` (creates the repo if needed; ``private=None``
+        keeps the Hub's default visibility); ``kw`` go there (``revision``, ``commit_message``,
+        ``endpoint``, or ``HfApi.upload_folder`` arguments). ``load_model(repo_id)`` loads it back.
+        """
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)
-            info = api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", **kw)
-        return str(info)
+            return push_checkpoint(tmp, repo_id, private=private, token=token, **kw)
 
 
-def _resolve_files(
+def _model_folder(
     path_or_repo: str | os.PathLike,
     force_download: bool,
     local_dir: str | os.PathLike | None,
     revision: str | None,
     token: str | bool | None,
-) -> tuple[Path, Path]:
-    """Local paths for ``config.json`` and ``model.safetensors`` (downloading from the Hub if needed)."""
+) -> Path:
+    """The local folder holding ``config.json`` and ``model.safetensors`` (downloaded for a Hub id)."""
     local = Path(path_or_repo)
     if local.exists():
         if not local.is_dir():
             raise FileNotFoundError(f"{local} is a file; expected a directory holding {CONFIG_NAME}.")
-        files = local / CONFIG_NAME, local / WEIGHTS_NAME
-        for f in files:
-            if not f.is_file():
-                raise FileNotFoundError(
-                    f"{f} not found: a saved model holds {CONFIG_NAME} and {WEIGHTS_NAME}."
-                )
-        return files
-    from huggingface_hub import hf_hub_download
-
-    hub_kw: dict[str, Any] = {"force_download": force_download, "revision": revision, "token": token}
-    if local_dir is not None:
-        hub_kw["local_dir"] = str(local_dir)
-    try:
-        cfg = hf_hub_download(repo_id=str(path_or_repo), filename=CONFIG_NAME, **hub_kw)
-        weights = hf_hub_download(repo_id=str(path_or_repo), filename=WEIGHTS_NAME, **hub_kw)
-    except Exception as err:  # huggingface_hub raises many error types; keep the cause attached.
-        raise FileNotFoundError(
-            f"{path_or_repo!r} is neither a local directory nor a loadable Hub model repo: {err}"
-        ) from err
-    return Path(cfg), Path(weights)
-
-
-def _read_config(config_file: Path) -> dict[str, Any]:
-    try:
-        config = json.loads(Path(config_file).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{config_file}: cannot read the model config: {err}") from err
-    if not isinstance(config, dict):
-        raise ValueError(f"{config_file}: expected a JSON object, got {type(config).__name__}.")
-    return config
+        folder = local
+    else:
+        folder = download_model(
+            str(path_or_repo),
+            revision=revision,
+            token=token,
+            force_download=force_download,
+            local_dir=local_dir,
+        )
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(
+                f"{folder / name} not found: a saved model holds {CONFIG_NAME} and {WEIGHTS_NAME}."
+            )
+    return folder
 
 
 def _build(
@@ -411,38 +443,3 @@ def _load_weights(model: nn.Module, weights_file: Path, map_location: str | torc
         )
     model.load_state_dict(state, strict=True)
     model.to(map_location)
-
-
-def load_model(
-    repo_id_or_path: str | os.PathLike,
-    force_download: bool = False,
-    local_dir: str | os.PathLike | None = None,
-    **kwargs: Any,
-) -> Model:
-    """Load a saved MOUSE model from a local directory or a Hub repo id, picking its class.
-
-    Detection rule on ``config.json``'s ``backbone_kwargs``: empty -> :class:`ModelNone`; has
-    ``head_dim`` -> :class:`ModelQwen3`; otherwise :class:`ModelLlama`. ``kwargs`` go to
-    ``from_pretrained`` (``map_location``, ``revision``, ``token``, or config overrides).
-    """
-    map_location = kwargs.pop("map_location", "cpu")
-    revision, token = kwargs.pop("revision", None), kwargs.pop("token", None)
-    config_file, weights_file = _resolve_files(repo_id_or_path, force_download, local_dir, revision, token)
-    config = _read_config(config_file)
-    cls = model_class(config.get("backbone_kwargs") or {})
-    return _build(cls, config, config_file, weights_file, map_location, kwargs)
-
-
-def model_class(backbone_kwargs: dict[str, Any]) -> type[Model]:
-    """The model class ``backbone_kwargs`` select: empty -> ModelNone; ``head_dim`` -> ModelQwen3; else ModelLlama."""
-    if not backbone_kwargs:
-        from mouse.models.backbone.none import ModelNone
-
-        return ModelNone
-    if "head_dim" in backbone_kwargs:
-        from mouse.models.backbone.qwen3 import ModelQwen3
-
-        return ModelQwen3
-    from mouse.models.backbone.llama import ModelLlama
-
-    return ModelLlama

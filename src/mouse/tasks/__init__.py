@@ -1,8 +1,8 @@
-"""Task families with exact Q*, behaviour policies and exploring teachers, reset-free stream collection.
+"""Task families with exact Q*, behaviour policies and exploring teachers, the vectorised `TabularVecEnv`.
 
 `make_family(name, **params)` builds a `TaskFamily` ("darkroom", "frozenlake", "bandit");
-`make_policy(name, family, **params)` a batched `Policy`; `collect_streams` runs one reset-free
-stream per task through `TabularVecEnv` and returns step-record columns (DESIGN.md contract).
+`make_policy(name, family, **params)` a batched `Policy`. Streams are run by the stream engine above
+this package: `mouse.rollout.collect_streams` (datasets) and `mouse.rollout.rollout_returns` (curves).
 Importing this package registers `mouse/DarkRoom-v0`, `mouse/FrozenLake-v0`, `mouse/Bandit-v0`.
 """
 
@@ -11,13 +11,7 @@ from mouse.tasks.env import TabularEnv, register_envs
 from mouse.tasks.families import FAMILIES, family_parameters, make_family
 from mouse.tasks.policies import Policy
 from mouse.tasks.registry import POLICIES, make_policy, policy_parameters
-from mouse.tasks.streams import (
-    collect_streams,
-    episode_returns,
-    oracle_returns,
-    random_returns,
-    rollout_returns,
-)
+from mouse.tasks.streams import episode_returns, oracle_returns, random_returns
 from mouse.tasks.vec_env import TabularVecEnv
 
 register_envs()
@@ -30,7 +24,6 @@ __all__ = [
     "TabularTask",
     "TabularVecEnv",
     "TaskFamily",
-    "collect_streams",
     "episode_returns",
     "family_parameters",
     "make_family",
@@ -38,6 +31,5 @@ __all__ = [
     "oracle_returns",
     "policy_parameters",
     "random_returns",
-    "rollout_returns",
     "value_iteration",
 ]

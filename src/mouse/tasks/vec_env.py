@@ -159,6 +159,14 @@ class TabularVecEnv:
         """Continuous features [N, C] float32 of the observations `obs` [N]."""
         return self._obs_cont[self._rows, np.asarray(obs)]
 
+    def record_fields(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        """The step-record observation fields of `obs` [N]: obs_discrete int64 [N], and obs_continuous
+        float32 [N, C] when the tasks have continuous features (C > 0)."""
+        fields = {"obs_discrete": np.asarray(obs, dtype=np.int64)}
+        if self.obs_continuous_dim > 0:
+            fields["obs_continuous"] = self.obs_continuous(obs)
+        return fields
+
     def obs_continuous_table(self) -> np.ndarray:
         """Continuous features of every state of every task [N, nS, C] float32."""
         return self._obs_cont

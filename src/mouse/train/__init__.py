@@ -3,10 +3,10 @@
 ``mouse-train`` (:mod:`mouse.cli.train`) composes ``conf/train.yaml`` and calls :func:`run_training`.
 """
 
+from mouse.hub import model_card, push_checkpoint
 from mouse.train.checkpoint import find_last_checkpoint, list_checkpoints, load_state, save_checkpoint
 from mouse.train.config import TrainConfig, register_configs, validate_config
 from mouse.train.dist import is_main_process, print0
-from mouse.train.hub import model_card, push_checkpoint
 from mouse.train.logger import Logger, make_logger
 from mouse.train.trainer import NonFiniteLossError, Trainer, TrainResult, build_model, run_training
 

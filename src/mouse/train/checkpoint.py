@@ -11,6 +11,9 @@ A checkpoint folder holds the model (``config.json`` + ``model.safetensors``, lo
 Writes are atomic: a checkpoint is assembled in a hidden ``.tmp-*`` folder, fsynced, then renamed to
 ``step-N``; ``last`` is a relative symlink swapped with ``os.replace``. A kill at any moment leaves
 the previous checkpoint and pointer intact (a stale ``.tmp-*`` folder is removed by the next save).
+
+Finding checkpoints (:func:`list_checkpoints`, :func:`find_last_checkpoint`) and reading their files
+live in the leaf module :mod:`mouse.checkpoint_io`, shared with evaluation; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from mouse.checkpoint_io import LAST, find_last_checkpoint, list_checkpoints
 
 __all__ = [
     "STATE_JSON",
@@ -45,8 +49,6 @@ __all__ = [
 
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
-LAST = "last"
-_STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
 # ---------------------------------------------------------------------------------------------- state codec
@@ -136,29 +138,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- folders
-def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints under ``root`` as ``(step, path)``, oldest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = []
-    for path in root.iterdir():
-        match = _STEP_DIR.match(path.name)
-        if match and path.is_dir() and not path.is_symlink():
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
-def find_last_checkpoint(root: str | Path) -> Path | None:
-    """The checkpoint ``root/last`` points to (else the newest ``step-N``), or None if there is none."""
-    root = Path(root)
-    last = root / LAST
-    if last.is_symlink() and last.resolve().is_dir():
-        return root / os.readlink(last)
-    found = list_checkpoints(root)
-    return found[-1][1] if found else None
-
-
 def prune_checkpoints(root: str | Path, keep_last: int) -> list[Path]:
     """Delete all but the newest ``keep_last`` checkpoints (0 keeps all); never the one ``last`` names.
 

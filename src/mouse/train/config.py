@@ -1,32 +1,42 @@
-"""Structured config of ``mouse-train``: one dataclass per config group, registered with Hydra.
+"""Typed config of ``mouse-train``: one dataclass per config group, registered with Hydra.
 
 The primary config ``conf/train.yaml`` starts its defaults list with ``train_schema`` (the
 :class:`TrainConfig` node stored here), so every group YAML and every command-line override is merged
-into a typed node: a misspelt key (``loss.dqn.wieght=1``) or a wrong type fails at start, naming the
-full key. Cross-field checks (:func:`validate_config`) run before any heavy work.
+into a typed node: a misspelt key (``loss.dqn.wieght=1``), a wrong type or an unknown enum value
+(``optim.schedule=linear``) fails at compose time, naming the full key and the choices. ``mouse-train``
+then converts the composed node once (``OmegaConf.to_object``) into a :class:`TrainConfig` instance;
+everything below ``mouse.cli`` takes that typed object. Cross-field checks (:func:`validate_config`)
+run before any heavy work.
 
 Loss nodes mirror the losses' own frozen config dataclasses (``mouse.losses.LOSSES``) field by field
-(OmegaConf cannot merge into frozen dataclasses); :func:`loss_configs` builds the real frozen configs
-(whose ``__post_init__`` validates the values) from the composed node.
+(OmegaConf cannot merge into frozen dataclasses), with the losses' string choices typed as enums;
+:func:`loss_configs` builds the real frozen configs (whose ``__post_init__`` validates the values).
 
 A loss with ``weight > 0`` whose head is disabled gets that head enabled automatically with
 ``heads.auto_num_layers`` layers (:func:`enable_loss_heads` prints one line per head it enables), so
-``mouse-train loss.dqn.weight=1`` works as typed.
+``mouse-train loss.dqn.weight=1`` works as typed. Each loss with a target head owns its Polyak ``tau``
+(:func:`polyak_taus`): only the targets of active losses are updated.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from mouse.data.augment import AugmentConfig
-from mouse.data.config import CollectConfig
+from mouse.data.config import CollectConfig, Sampling, collect_config
+from mouse.device import DeviceKind, parse_device
 from mouse.losses import LOSSES
+from mouse.losses.sp import SP_LOSS_TYPES, SP_TARGETS
+from mouse.losses.sv import SV_LOSS_TYPES
+from mouse.losses.value import VALUE_LOSS_TYPES
+from mouse.train.dist import get_world_size, is_main_process
 
 __all__ = [
     "BackboneConfig",
@@ -42,6 +52,9 @@ __all__ = [
     "HubConfig",
     "TrainerConfig",
     "TrainConfig",
+    "ActionHead",
+    "DeviceKind",
+    "OptimizerName",
     "Precision",
     "LoggerKind",
     "WandbMode",
@@ -54,6 +67,7 @@ __all__ = [
     "active_losses",
     "augment_config",
     "loss_configs",
+    "polyak_taus",
     "backbone_kwargs",
     "head_kwargs",
     "embedding_overrides",
@@ -86,6 +100,20 @@ class WandbMode(StrEnum):
 class Schedule(StrEnum):
     cosine = "cosine"
     constant = "constant"
+
+
+class OptimizerName(StrEnum):
+    adamw = "adamw"
+
+
+class ActionHead(StrEnum):
+    """The head whose output chooses actions (``heads.action_head``; null = automatic)."""
+
+    sp = "sp"
+    dqn = "dqn"
+    sv = "sv"
+    vec_dqn = "vec_dqn"
+    value = "value"
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -140,7 +168,7 @@ class HeadsConfig:
     sv: HeadConfig = field(default_factory=HeadConfig)
     vec_dqn: VecDqnHeadConfig = field(default_factory=VecDqnHeadConfig)
     value: ValueHeadConfig = field(default_factory=ValueHeadConfig)
-    action_head: Optional[str] = None
+    action_head: Optional[ActionHead] = None
     auto_num_layers: int = 2  # layers of a head enabled because a loss with weight > 0 reads it
 
 
@@ -179,6 +207,26 @@ class ModelConfig:
 _OMEGACONF_TYPES = (int, float, bool, str)
 
 
+def _choice_enum(name: str, values: tuple[str, ...]) -> type[StrEnum]:
+    """A StrEnum whose member names are ``values`` themselves (OmegaConf matches enum values by name)."""
+    enum = StrEnum(name, [(v, v) for v in values])
+    enum.__module__ = __name__
+    return enum
+
+
+SpLossType = _choice_enum("SpLossType", SP_LOSS_TYPES)
+SpTarget = _choice_enum("SpTarget", SP_TARGETS)
+SvLossType = _choice_enum("SvLossType", SV_LOSS_TYPES)
+ValueLossType = _choice_enum("ValueLossType", VALUE_LOSS_TYPES)
+# (loss, field) -> the enum that types it in the schema (the loss itself takes the plain string)
+_LOSS_CHOICES: dict[tuple[str, str], type[StrEnum]] = {
+    ("sp", "loss_type"): SpLossType,
+    ("sp", "target"): SpTarget,
+    ("sv", "loss_type"): SvLossType,
+    ("value", "loss_type"): ValueLossType,
+}
+
+
 def _schema_type(tp: Any) -> Any:
     """The OmegaConf-compatible annotation for a loss config field type (plain types pass through)."""
     if tp in _OMEGACONF_TYPES:
@@ -194,24 +242,31 @@ def _schema_type(tp: Any) -> Any:
     return Any
 
 
-def _mutable_mirror(cls: type) -> type:
-    """A mutable dataclass with the fields, types and defaults of the frozen dataclass ``cls``."""
+def _mutable_mirror(cls: type, choices: dict[str, type[StrEnum]] | None = None) -> type:
+    """A mutable dataclass with the fields, types and defaults of the frozen dataclass ``cls``;
+    fields named in ``choices`` are typed (and defaulted) as that enum."""
     hints = typing.get_type_hints(cls)
+    choices = choices or {}
     fields = []
     for f in dataclasses.fields(cls):
+        tp = choices.get(f.name) or _schema_type(hints[f.name])
         if f.default is not dataclasses.MISSING:
-            spec = field(default=f.default)
+            default = choices[f.name](f.default) if f.name in choices else f.default
+            spec = field(default=default)
         elif f.default_factory is not dataclasses.MISSING:
             spec = field(default_factory=f.default_factory)
         else:
             spec = field()
-        fields.append((f.name, _schema_type(hints[f.name]), spec))
+        fields.append((f.name, tp, spec))
     node = dataclasses.make_dataclass(f"{cls.__name__}Node", fields)
     node.__module__ = __name__
     return node
 
 
-LOSS_NODES: dict[str, type] = {name: _mutable_mirror(spec.config_cls) for name, spec in LOSSES.items()}
+LOSS_NODES: dict[str, type] = {
+    name: _mutable_mirror(spec.config_cls, {f: e for (loss, f), e in _LOSS_CHOICES.items() if loss == name})
+    for name, spec in LOSSES.items()
+}
 LossesConfig = dataclasses.make_dataclass(
     "LossesConfig", [(name, node, field(default_factory=node)) for name, node in LOSS_NODES.items()]
 )
@@ -231,7 +286,7 @@ class DataConfig:
     path: Optional[str] = None
     collect: Optional[CollectConfig] = None  # mouse-collect settings (task, policy, num_tasks, ...)
     cache_dir: Optional[str] = None  # None = $MOUSE_CACHE_DIR or ~/.cache/mouse/datasets
-    sampling: str = "random"
+    sampling: Sampling = Sampling.random
     prefetch: int = 2  # batches built ahead in a thread; 0 = none
     augment: AugmentNode = field(default_factory=AugmentNode)  # mouse.data.AugmentConfig fields (all off)
 
@@ -240,7 +295,7 @@ class DataConfig:
 class OptimConfig:
     """AdamW with linear warmup then cosine decay to ``min_lr_ratio * lr`` at ``trainer.steps``."""
 
-    name: str = "adamw"
+    name: OptimizerName = OptimizerName.adamw
     lr: float = 1e-3
     weight_decay: float = 0.01
     beta1: float = 0.9
@@ -317,10 +372,6 @@ def run_dir_resolver(default: str) -> str:
     (``WORLD_SIZE > 1``) each rank would read its own clock, so all ranks use ``$MOUSE_RUN_DIR`` if
     set, else ``outputs/torchrun/<TORCHELASTIC_RUN_ID>`` (the same on every rank of one launch).
     """
-    import os
-
-    from mouse.train.dist import get_world_size
-
     if get_world_size() <= 1:
         return default
     if os.environ.get("MOUSE_RUN_DIR"):
@@ -336,16 +387,18 @@ def run_dir_resolver(default: str) -> str:
 
 def output_subdir_resolver(default: str) -> str | None:
     """``${mouse_output_subdir:.hydra}``: Hydra saves its config files on rank 0 only."""
-    from mouse.train.dist import is_main_process
-
     return default if is_main_process() else None
 
 
 def register_configs() -> None:
-    """Store :class:`TrainConfig` as ``train_schema`` in Hydra's ConfigStore and register the
-    ``mouse_run_dir`` / ``mouse_output_subdir`` resolvers ``conf/train.yaml`` uses (idempotent)."""
+    """Store :class:`TrainConfig` as ``train_schema`` (plus the task/policy group schemas the data
+    group composes) in Hydra's ConfigStore and register the ``mouse_run_dir`` /
+    ``mouse_output_subdir`` resolvers ``conf/train.yaml`` uses (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
+    from mouse.data.config import register_configs as register_data_configs
+
+    register_data_configs()
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     for name, fn in (("mouse_run_dir", run_dir_resolver), ("mouse_output_subdir", output_subdir_resolver)):
         if not OmegaConf.has_resolver(name):
@@ -353,52 +406,84 @@ def register_configs() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def _plain(value: Any) -> Any:
+    """Dataclasses, enums, lists and dicts as plain JSON-able Python data (enums as their values)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def to_plain_dict(node: Any) -> dict[str, Any]:
-    """A resolved config node as plain Python data (enums as their names) for JSON/W&B."""
-    return OmegaConf.to_container(node, resolve=True, enum_to_str=True)  # type: ignore[return-value]
+    """A config dataclass as plain Python data (enums as their values) for JSON, YAML and W&B."""
+    return _plain(node)
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
-def backbone_kwargs(cfg: DictConfig) -> dict[str, Any]:
+def _loss(cfg: TrainConfig, name: str) -> Any:
+    return getattr(cfg.loss, name)
+
+
+def _head(cfg: TrainConfig, name: str) -> HeadConfig:
+    return getattr(cfg.heads, name)
+
+
+def backbone_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     """``Model(backbone_kwargs=...)``: the set backbone fields ({} for ``backbone=none``)."""
     return _drop_none(to_plain_dict(cfg.backbone))
 
 
-def head_kwargs(cfg: DictConfig, head: str) -> dict[str, Any]:
+def head_kwargs(cfg: TrainConfig, head: str) -> dict[str, Any]:
     """``Model(<head>_head_kwargs=...)``: {} when the head is disabled, else its set fields."""
-    node = to_plain_dict(cfg.heads[head])
-    if int(node["num_layers"]) <= 0:
+    node = to_plain_dict(_head(cfg, head))
+    if node["num_layers"] <= 0:
         return {}
     return _drop_none(node)
 
 
-def embedding_overrides(cfg: DictConfig) -> dict[str, Any]:
+def embedding_overrides(cfg: TrainConfig) -> dict[str, Any]:
     """The ``model.embedding`` fields that are set (merged over the dataset spec's kwargs)."""
     return _drop_none(to_plain_dict(cfg.model.embedding))
 
 
-def active_losses(cfg: DictConfig) -> list[str]:
+def active_losses(cfg: TrainConfig) -> list[str]:
     """Names of the losses with ``weight > 0``, in ``LOSSES`` order."""
-    return [name for name in LOSSES if float(cfg.loss[name].weight) > 0]
+    return [name for name in LOSSES if _loss(cfg, name).weight > 0]
 
 
-def loss_configs(cfg: DictConfig, active_only: bool = True) -> dict[str, Any]:
+def loss_configs(cfg: TrainConfig, active_only: bool = True) -> dict[str, Any]:
     """The losses' frozen config objects (validated by their ``__post_init__``) for every active loss
     (every loss with ``active_only=False``)."""
     out = {}
     for name in active_losses(cfg) if active_only else LOSSES:
         spec = LOSSES[name]
         try:
-            out[name] = spec.config_cls(**to_plain_dict(cfg.loss[name]))
+            out[name] = spec.config_cls(**to_plain_dict(_loss(cfg, name)))
         except (TypeError, ValueError) as e:
             raise ValueError(f"loss.{name}: {e}") from e
     return out
 
 
-def augment_config(cfg: DictConfig) -> AugmentConfig:
+def polyak_taus(cfg: TrainConfig) -> dict[str, float]:
+    """``Model.polyak_update`` kwargs: ``<head>_tau`` = the ``tau`` of the active loss that reads that
+    target head, 0 (no update) for every other twin head."""
+    taus = {"dqn_tau": 0.0, "vec_dqn_tau": 0.0}
+    for name in active_losses(cfg):
+        for key in LOSSES[name].heads:
+            if key.endswith("_target"):
+                taus[f"{key.removesuffix('_target')}_tau"] = float(_loss(cfg, name).tau)
+    return taus
+
+
+def augment_config(cfg: TrainConfig) -> AugmentConfig:
     """``data.augment`` as the data package's frozen (validated) ``AugmentConfig``."""
     try:
         return AugmentConfig(**to_plain_dict(cfg.data.augment))
@@ -406,7 +491,7 @@ def augment_config(cfg: DictConfig) -> AugmentConfig:
         raise ValueError(f"data.augment: {e}") from e
 
 
-def enable_loss_heads(cfg: DictConfig) -> list[str]:
+def enable_loss_heads(cfg: TrainConfig) -> list[str]:
     """Enable (in place) every head an active loss reads but ``heads`` leaves disabled.
 
     Returns one human-readable line per head enabled (``heads.auto_num_layers`` layers each).
@@ -416,11 +501,11 @@ def enable_loss_heads(cfg: DictConfig) -> list[str]:
         for head in dict.fromkeys(key.removesuffix("_target") for key in LOSSES[name].heads):
             if head not in HEAD_NAMES:
                 raise KeyError(f"loss.{name} reads head {head!r}, which the heads config does not know")
-            if int(cfg.heads[head].num_layers) <= 0:
-                cfg.heads[head].num_layers = int(cfg.heads.auto_num_layers)
+            if _head(cfg, head).num_layers <= 0:
+                _head(cfg, head).num_layers = cfg.heads.auto_num_layers
                 notes.append(
                     f"heads.{head}.num_layers={cfg.heads.auto_num_layers}: enabled because "
-                    f"loss.{name}.weight={cfg.loss[name].weight} reads the {head} head"
+                    f"loss.{name}.weight={_loss(cfg, name).weight} reads the {head} head"
                 )
     return notes
 
@@ -430,12 +515,17 @@ def _check(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def validate_config(cfg: DictConfig) -> None:
+def validate_config(cfg: TrainConfig) -> None:
     """Cross-field checks run before any heavy work; each failure names the key and the fix.
 
-    (Types and key names were already checked by the structured schema; resume is checked by the
-    trainer, which knows the run directory.)
+    (Types, key names and enum values were already checked by the structured schema; resume is
+    checked by the trainer, which knows the run directory.)
     """
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(
+            f"expected a mouse.train.config.TrainConfig, got {type(cfg).__name__}; convert a composed "
+            "Hydra config once with OmegaConf.to_object(cfg) (mouse.cli.common.to_config)"
+        )
     t = cfg.trainer
     _check(t.steps >= 1, f"trainer.steps={t.steps} must be >= 1")
     _check(t.batch_size >= 1, f"trainer.batch_size={t.batch_size} must be >= 1")
@@ -443,16 +533,11 @@ def validate_config(cfg: DictConfig) -> None:
     _check(t.grad_clip >= 0, f"trainer.grad_clip={t.grad_clip} must be >= 0 (0 turns clipping off)")
     _check(t.log_every >= 1, f"trainer.log_every={t.log_every} must be >= 1")
     for key in ("eval_every", "eval_num_tasks", "checkpoint_every", "keep_last"):
-        _check(t[key] >= 0, f"trainer.{key}={t[key]} must be >= 0")
+        _check(getattr(t, key) >= 0, f"trainer.{key}={getattr(t, key)} must be >= 0")
     _check(t.eval_episodes >= 1, f"trainer.eval_episodes={t.eval_episodes} must be >= 1")
     _check(t.eval_temperature >= 0, f"trainer.eval_temperature={t.eval_temperature} must be >= 0")
-    device = str(t.device)
-    _check(
-        device in ("auto", "cpu", "mps") or device == "cuda" or device.startswith("cuda:"),
-        f"trainer.device={device!r} is not a device; use auto, cpu, cuda, cuda:N or mps",
-    )
+    parse_device(t.device)
     o = cfg.optim
-    _check(o.name == "adamw", f"optim.name={o.name!r} is unknown; the only optimizer is 'adamw'")
     _check(o.lr > 0, f"optim.lr={o.lr} must be > 0")
     _check(o.weight_decay >= 0, f"optim.weight_decay={o.weight_decay} must be >= 0")
     _check(
@@ -464,17 +549,14 @@ def validate_config(cfg: DictConfig) -> None:
     _check(cfg.model.hidden_dim >= 1, f"model.hidden_dim={cfg.model.hidden_dim} must be >= 1")
     _check(cfg.heads.auto_num_layers >= 1, f"heads.auto_num_layers={cfg.heads.auto_num_layers} must be >= 1")
     for head in HEAD_NAMES:
-        n = cfg.heads[head].num_layers
+        n = _head(cfg, head).num_layers
         _check(n >= 0, f"heads.{head}.num_layers={n} must be >= 0 (0 disables the head)")
     action_head = cfg.heads.action_head
-    _check(
-        action_head is None or action_head in HEAD_NAMES,
-        f"heads.action_head={action_head!r} is unknown; use null (automatic) or one of {list(HEAD_NAMES)}",
-    )
     if action_head is not None:
         _check(
-            cfg.heads[action_head].num_layers > 0,
-            f"heads.action_head={action_head!r} but that head is disabled; set heads.{action_head}.num_layers > 0",
+            _head(cfg, action_head.value).num_layers > 0,
+            f"heads.action_head={action_head.value!r} but that head is disabled; "
+            f"set heads.{action_head.value}.num_layers > 0",
         )
     if not active_losses(cfg):
         raise ValueError(
@@ -486,8 +568,6 @@ def validate_config(cfg: DictConfig) -> None:
         "data.path and data.collect are both null: choose a data config (data=darkroom) or set data.path",
     )
     if cfg.data.path is None:
-        from mouse.data.config import collect_config
-
         try:
             collect_config(cfg.data.collect)
         except ValueError as e:
@@ -498,6 +578,6 @@ def validate_config(cfg: DictConfig) -> None:
         _check(cfg.hub.repo_id is not None, "hub.push_every_checkpoint=true needs hub.repo_id=<user>/<model>")
     if cfg.hub.repo_id is not None:
         _check(
-            str(cfg.hub.repo_id).count("/") <= 1 and str(cfg.hub.repo_id).strip() != "",
+            cfg.hub.repo_id.count("/") <= 1 and cfg.hub.repo_id.strip() != "",
             f"hub.repo_id={cfg.hub.repo_id!r} must look like 'user/model'",
         )

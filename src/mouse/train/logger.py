@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import json
 import math
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from mouse.train.config import LoggerKind, WandbMode
+
 __all__ = ["Logger", "NoneLogger", "WandbLogger", "TensorBoardLogger", "JsonlWriter", "make_logger"]
 
-LOGGER_KINDS = ("wandb", "tensorboard", "none")
-WANDB_MODES = ("offline", "online", "disabled")
+
+def _choice(enum: type[StrEnum], value: str, key: str) -> StrEnum:
+    """``value`` as a member of ``enum`` (the config's own enum); ValueError naming ``key`` otherwise."""
+    try:
+        return enum(value)
+    except ValueError:
+        raise ValueError(f"{key}={str(value)!r} is unknown; use one of {[m.value for m in enum]}") from None
 
 
 class Logger:
@@ -55,14 +63,13 @@ class WandbLogger(Logger):
         config: dict[str, Any],
         project: str,
         entity: str | None = None,
-        mode: str = "offline",
+        mode: WandbMode | str = WandbMode.offline,
         group: str | None = None,
         name: str | None = None,
         tags: list[str] | None = None,
         resume_id: str | None = None,
     ) -> None:
-        if mode not in WANDB_MODES:
-            raise ValueError(f"logger.mode={mode!r} is not a W&B mode; use one of {WANDB_MODES}")
+        mode = _choice(WandbMode, mode, "logger.mode").value
         import wandb
 
         Path(dir).mkdir(parents=True, exist_ok=True)
@@ -142,13 +149,13 @@ def _json_float(value: float) -> float | str:
 
 
 def make_logger(
-    kind: str,
+    kind: LoggerKind | str,
     *,
     run_dir: str | Path,
     config: dict[str, Any],
     project: str = "mouse",
     entity: str | None = None,
-    mode: str = "offline",
+    mode: WandbMode | str = WandbMode.offline,
     group: str | None = None,
     name: str | None = None,
     tags: list[str] | None = None,
@@ -158,7 +165,8 @@ def make_logger(
 
     W&B files go to ``<run_dir>/wandb/``, TensorBoard events to ``<run_dir>/tensorboard/``.
     """
-    if kind == "wandb":
+    kind = _choice(LoggerKind, kind, "logger.kind")
+    if kind is LoggerKind.wandb:
         return WandbLogger(
             dir=run_dir,
             config=config,
@@ -170,8 +178,6 @@ def make_logger(
             tags=tags,
             resume_id=resume_id,
         )
-    if kind == "tensorboard":
+    if kind is LoggerKind.tensorboard:
         return TensorBoardLogger(dir=Path(run_dir) / "tensorboard")
-    if kind == "none":
-        return NoneLogger()
-    raise ValueError(f"logger.kind={kind!r} is unknown; use one of {LOGGER_KINDS}")
+    return NoneLogger()

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["SCHEDULES", "build_optimizer", "build_scheduler", "lr_factor"]
+from mouse.train.config import Schedule
 
-SCHEDULES = ("cosine", "constant")
+__all__ = ["build_optimizer", "build_scheduler", "lr_factor"]
 
 
 def build_optimizer(
@@ -37,17 +37,17 @@ def build_optimizer(
     return torch.optim.AdamW(groups, lr=lr, betas=(beta1, beta2), eps=eps)
 
 
-def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str, min_lr_ratio: float) -> float:
+def lr_factor(
+    step: int, *, total_steps: int, warmup_steps: int, schedule: Schedule | str, min_lr_ratio: float
+) -> float:
     """Multiplier of the base lr for optimizer step ``step`` (0-based).
 
     Linear warmup ``(step+1)/warmup_steps`` for the first ``warmup_steps`` steps, then either constant 1
     or a half-cosine from 1 down to ``min_lr_ratio`` at ``total_steps`` (SGDR, Loshchilov & Hutter 2017).
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"optim.schedule={schedule!r} is unknown; use one of {SCHEDULES}")
     if step < warmup_steps:
         return (step + 1) / warmup_steps
-    if schedule == "constant":
+    if schedule == Schedule.constant:
         return 1.0
     decay_steps = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / decay_steps)
@@ -59,10 +59,18 @@ def build_scheduler(
     *,
     total_steps: int,
     warmup_steps: int,
-    schedule: str,
+    schedule: Schedule | str,
     min_lr_ratio: float,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A ``LambdaLR`` applying :func:`lr_factor`; its ``state_dict()`` is plain JSON-able data."""
+    """A ``LambdaLR`` applying :func:`lr_factor`; its ``state_dict()`` is plain JSON-able data.
+
+    ``schedule`` outside :class:`Schedule` raises ValueError naming ``optim.schedule``."""
+    try:
+        schedule = Schedule(schedule)
+    except ValueError:
+        raise ValueError(
+            f"optim.schedule={str(schedule)!r} is unknown; use one of {[s.value for s in Schedule]}"
+        ) from None
     fn: Callable[[int], float] = lambda step: lr_factor(  # noqa: E731
         step,
         total_steps=total_steps,

@@ -29,10 +29,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from mouse.data import WindowLoader
 from mouse.data.augment import AugmentConfig, augment
+from mouse.device import resolve_device
+from mouse.hub import model_card, push_checkpoint
 from mouse.losses import LOSSES
 from mouse.train import config as C
 from mouse.train.checkpoint import (
@@ -45,18 +47,16 @@ from mouse.train.checkpoint import (
 from mouse.train.dist import (
     all_reduce_mean_,
     cleanup_distributed,
-    get_local_rank,
     get_rank,
     get_world_size,
     init_distributed,
     is_main_process,
     print0,
 )
-from mouse.train.hub import model_card, push_checkpoint
 from mouse.train.logger import JsonlWriter, Logger, NoneLogger, make_logger
 from mouse.train.optim import build_optimizer, build_scheduler
 
-__all__ = ["NonFiniteLossError", "Trainer", "TrainResult", "build_model", "resolve_device", "run_training"]
+__all__ = ["NonFiniteLossError", "Trainer", "TrainResult", "build_model", "run_training"]
 
 log = logging.getLogger("mouse.train")
 
@@ -83,51 +83,41 @@ def _info(message: str) -> None:
         log.info(message)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → ``cuda:<LOCAL_RANK>`` if CUDA is available, else ``cpu``; other names as given."""
-    if name == "auto":
-        return torch.device(f"cuda:{get_local_rank()}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"trainer.device={name!r} but CUDA is not available; use trainer.device=cpu or auto")
-    return device
-
-
-def build_model(cfg: DictConfig, spec: Any) -> torch.nn.Module:
+def build_model(cfg: C.TrainConfig, spec: Any) -> torch.nn.Module:
     """The model ``cfg`` describes, its ``embedding_kwargs`` filled in from the dataset ``spec``.
 
     ``model.embedding`` overrides are merged over ``spec.embedding_kwargs()``; the class follows the
     ``load_model`` rule (empty backbone → none, ``head_dim`` → Qwen3, else Llama).
     """
     kwargs: dict[str, Any] = {
-        "hidden_dim": int(cfg.model.hidden_dim),
+        "hidden_dim": cfg.model.hidden_dim,
         "backbone_kwargs": C.backbone_kwargs(cfg),
         "embedding_kwargs": {**spec.embedding_kwargs(), **C.embedding_overrides(cfg)},
         **{f"{head}_head_kwargs": C.head_kwargs(cfg, head) for head in C.HEAD_NAMES},
-        "action_head": cfg.heads.action_head,
+        "action_head": None if cfg.heads.action_head is None else cfg.heads.action_head.value,
     }
-    from mouse.models.base import model_class
+    from mouse.models.loading import model_class
 
     return model_class(kwargs["backbone_kwargs"])(**kwargs)
 
 
-def load_training_data(cfg: DictConfig) -> Any:
+def load_training_data(cfg: C.TrainConfig) -> Any:
     """The training ``StepDataset``: ``data.path`` (folder or Hub dataset id), else the dataset
     ``data.collect`` describes, collected once and cached by ``mouse.data.ensure_dataset``."""
     from mouse.data import load_dataset
 
     if cfg.data.path is not None:
-        return load_dataset(str(cfg.data.path))
+        return load_dataset(cfg.data.path)
     from mouse.data import ensure_dataset
 
-    path = ensure_dataset(C.to_plain_dict(cfg.data.collect), cache_dir=cfg.data.cache_dir)
+    path = ensure_dataset(cfg.data.collect, cache_dir=cfg.data.cache_dir)
     return load_dataset(str(path))
 
 
 class Trainer:
     """One training run. ``Trainer(cfg, run_dir).run()`` = setup + train + cleanup."""
 
-    def __init__(self, cfg: DictConfig, run_dir: str | Path, *, sweep_group: str | None = None) -> None:
+    def __init__(self, cfg: C.TrainConfig, run_dir: str | Path, *, sweep_group: str | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
@@ -158,10 +148,11 @@ class Trainer:
                 )
         self.loss_cfgs = C.loss_configs(cfg)
         self.needs_target = any(LOSSES[name].needs_target for name in self.loss_cfgs)
-        self.device = resolve_device(str(cfg.trainer.device))
+        self.device = resolve_device(cfg.trainer.device)
         self.distributed = init_distributed(self.device)  # torchrun: average gradients over ranks
-        self.precision = C.Precision(cfg.trainer.precision)
-        seed = int(cfg.trainer.seed)
+        self.precision = cfg.trainer.precision
+        self.polyak_taus = C.polyak_taus(cfg)  # only the targets of active losses move
+        seed = cfg.trainer.seed
         torch.manual_seed(seed)
         random.seed(seed)
         np.random.seed(seed)
@@ -169,28 +160,28 @@ class Trainer:
         self.dataset = load_training_data(cfg)
         self.spec = self.dataset.spec
         self.model = build_model(cfg, self.spec).to(self.device)
-        self.tokens_per_step = int(self.model.tokens_per_step)
+        self.tokens_per_step = self.model.tokens_per_step
         o = cfg.optim
         self.optimizer = build_optimizer(
             self.model, lr=o.lr, weight_decay=o.weight_decay, beta1=o.beta1, beta2=o.beta2, eps=o.eps
         )
         self.scheduler = build_scheduler(
             self.optimizer,
-            total_steps=int(cfg.trainer.steps),
-            warmup_steps=int(o.warmup_steps),
-            schedule=C.Schedule(o.schedule).value,
-            min_lr_ratio=float(o.min_lr_ratio),
+            total_steps=cfg.trainer.steps,
+            warmup_steps=o.warmup_steps,
+            schedule=o.schedule.value,
+            min_lr_ratio=o.min_lr_ratio,
         )
         self.augment_cfg = C.augment_config(cfg)
         self.augment_on = self.augment_cfg != AugmentConfig()
         self.aug_generator = torch.Generator().manual_seed(seed + 1)
         self.loader = WindowLoader(
             self.dataset,
-            batch_size=int(cfg.trainer.batch_size),
-            seq_len=int(cfg.trainer.seq_len),
-            sampling=str(cfg.data.sampling),
+            batch_size=cfg.trainer.batch_size,
+            seq_len=cfg.trainer.seq_len,
+            sampling=cfg.data.sampling.value,
             seed=seed + get_rank(),  # each rank draws its own windows
-            prefetch=int(cfg.data.prefetch),
+            prefetch=cfg.data.prefetch,
             pin_memory=self.device.type == "cuda",
             device=self.device,
         )
@@ -205,12 +196,12 @@ class Trainer:
             self.jsonl = JsonlWriter(self.run_dir / "metrics.jsonl")
             lg = cfg.logger
             self.logger = make_logger(
-                C.LoggerKind(lg.kind).value,
+                lg.kind.value,
                 run_dir=self.run_dir,
                 config=self.config_dict,
                 project=lg.project,
                 entity=lg.entity,
-                mode=C.WandbMode(lg.mode).value,
+                mode=lg.mode.value,
                 group=lg.group if lg.group is not None else self.sweep_group,
                 name=lg.name,
                 tags=list(lg.tags),
@@ -278,14 +269,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         all_reduce_mean_([p.grad for p in self.model.parameters() if p.grad is not None])
-        max_norm = float(cfg.trainer.grad_clip) if cfg.trainer.grad_clip > 0 else math.inf
+        max_norm = cfg.trainer.grad_clip if cfg.trainer.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         if not math.isfinite(grad_norm):
             raise NonFiniteLossError(f"the gradient norm is {grad_norm} at step {self.step + 1}")
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
-        self.model.polyak_update(dqn_tau=float(cfg.loss.dqn.tau), vec_dqn_tau=float(cfg.loss.vec_dqn.tau))
+        self.model.polyak_update(**self.polyak_taus)
 
         metrics["train/loss"] = float(sum(self.loss_cfgs[n].weight * v for n, v in zip(losses, values)))
         metrics["optim/lr"] = float(lr)
@@ -298,11 +289,11 @@ class Trainer:
         from tqdm.auto import tqdm
 
         t = self.cfg.trainer
-        total_steps = int(t.steps)
+        total_steps = t.steps
         if self.step >= total_steps:
             _info(f"checkpoint {self.last_checkpoint} is at step {self.step} >= trainer.steps={total_steps}")
             return self._result({})
-        tokens_per_batch = int(t.batch_size) * int(t.seq_len) * self.tokens_per_step * get_world_size()
+        tokens_per_batch = t.batch_size * t.seq_len * self.tokens_per_step * get_world_size()
         batches = iter(self.loader)
         bar = tqdm(total=total_steps, initial=self.step, desc="train", unit="step", disable=not self.main)
         window_start, window_step = time.perf_counter(), self.step
@@ -320,7 +311,7 @@ class Trainer:
                     ) from None
                 self.step += 1
                 last = self.step == total_steps
-                if self.step % int(t.log_every) == 0 or last:
+                if self.step % t.log_every == 0 or last:
                     elapsed = max(time.perf_counter() - window_start, 1e-9)
                     steps_per_s = (self.step - window_step) / elapsed
                     metrics["perf/steps_per_s"] = steps_per_s
@@ -332,9 +323,9 @@ class Trainer:
                     self.jsonl.write(metrics, self.step)
                 bar.update(1)
                 paused = time.perf_counter()  # throughput counts training time only
-                if not last and t.eval_every > 0 and self.step % int(t.eval_every) == 0:
+                if not last and t.eval_every > 0 and self.step % t.eval_every == 0:
                     self.evaluate()
-                if not last and t.checkpoint_every > 0 and self.step % int(t.checkpoint_every) == 0:
+                if not last and t.checkpoint_every > 0 and self.step % t.checkpoint_every == 0:
                     self.save_checkpoint()
                 window_start += time.perf_counter() - paused
         finally:
@@ -361,7 +352,7 @@ class Trainer:
         Runs with the training RNG states saved and restored, so evaluating never changes training.
         """
         t = self.cfg.trainer
-        if int(t.eval_num_tasks) == 0 or not self.main:
+        if t.eval_num_tasks == 0 or not self.main:
             return {}
         from mouse.eval import evaluate
 
@@ -371,13 +362,13 @@ class Trainer:
             result = evaluate(
                 self.model,
                 self.spec,
-                num_tasks=int(t.eval_num_tasks),
-                episodes=int(t.eval_episodes),
-                temperature=float(t.eval_temperature),
-                seed=int(t.seed),
+                num_tasks=t.eval_num_tasks,
+                episodes=t.eval_episodes,
+                temperature=t.eval_temperature,
+                seed=t.seed,
                 split="test",
                 device=self.device,
-                context_steps=int(t.seq_len),
+                context_steps=t.seq_len,
             )
         finally:
             self.model.train()
@@ -431,14 +422,14 @@ class Trainer:
                 "train_config.yaml": self.config_yaml,
                 "README.md": card,
             },
-            keep_last=int(self.cfg.trainer.keep_last),
+            keep_last=self.cfg.trainer.keep_last,
         )
         hub = self.cfg.hub
         if hub.repo_id is not None and (final or hub.push_every_checkpoint):
             self.hub_url = push_checkpoint(
                 self.last_checkpoint,
-                str(hub.repo_id),
-                private=bool(hub.private),
+                hub.repo_id,
+                private=hub.private,
                 revision=hub.revision,
                 commit_message=f"{hub.commit_message} (step {self.step})",
             )
@@ -465,8 +456,8 @@ class Trainer:
             self.cleanup()
 
 
-def run_training(cfg: DictConfig, run_dir: str | Path, *, sweep_group: str | None = None) -> TrainResult:
-    """Train with the composed ``cfg`` into ``run_dir`` and print where everything went (rank 0)."""
+def run_training(cfg: C.TrainConfig, run_dir: str | Path, *, sweep_group: str | None = None) -> TrainResult:
+    """Train with the typed ``cfg`` into ``run_dir`` and print where everything went (rank 0)."""
     if get_world_size() > 1:
         _info(
             f"data parallel over {get_world_size()} ranks (gradient averaging): effective batch "

@@ -9,7 +9,7 @@ from mouse.models.backbone.transformer import TransformerModel
 __all__ = ["ModelLlama"]
 
 
-class ModelLlama(TransformerModel):
+class ModelLlama(TransformerModel, backbone="llama"):
     """:class:`~mouse.models.base.Model` with a Llama backbone.
 
     ``backbone_kwargs`` (transformers ``LlamaConfig`` names, MOUSE defaults): ``num_hidden_layers`` (3),

@@ -11,7 +11,7 @@ from mouse.models.base import Model
 __all__ = ["ModelNone"]
 
 
-class ModelNone(Model):
+class ModelNone(Model, backbone="none"):
     """:class:`~mouse.models.base.Model` with an identity backbone (``backbone_kwargs`` must be empty).
 
     With ``concat_modalities`` the heads still read only each step's last token, so sum mode is the

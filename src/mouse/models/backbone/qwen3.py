@@ -9,7 +9,7 @@ from mouse.models.backbone.transformer import TransformerModel
 __all__ = ["ModelQwen3"]
 
 
-class ModelQwen3(TransformerModel):
+class ModelQwen3(TransformerModel, backbone="qwen3"):
     """:class:`~mouse.models.base.Model` with a Qwen3 backbone.
 
     ``backbone_kwargs`` as :class:`~mouse.models.backbone.llama.ModelLlama` plus ``head_dim``

@@ -1,10 +1,11 @@
-"""Actors: whatever chooses actions in the rollout engine (a model with a KV cache, a scripted policy).
+"""Actors: whatever chooses actions in the stream engine (a scripted policy, a teacher, a model + KV cache).
 
-An actor sees the stream one record per environment per tick (the DESIGN.md step-record contract:
-reset record first; after a terminal/truncated record comes the next episode's reset record) and answers
-with one action per environment. The engine ignores the action for environments whose newest record is
-terminal/truncated (no action is taken from such a record), but the actor still receives the record
-because it is part of the stream.
+An actor sees the stream one record per environment per tick (the step-record contract of
+`mouse.rollout.engine`) and answers with one action per environment. The engine ignores the action for
+environments whose newest record is terminal/truncated (no action is taken from such a record), but the
+actor still receives the record because it is part of the stream. An actor may also report the logits
+of the choice (`ActorOutput`): `behavior_logits` of the distribution the action was drawn from and
+`teacher_logits` of a clean target distribution, which a column recorder stores.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import inspect
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -21,6 +23,16 @@ from tensordict import TensorDict
 STREAM_KEYS = ("action", "reward", "done", "time", "obs_discrete", "obs_continuous")
 
 
+@dataclass
+class ActorOutput:
+    """An actor's choice at one tick: ``action [N]`` int64 and, optionally, ``behavior_logits`` and
+    ``teacher_logits`` ``[N, A]`` float32 at the records it acted on (rows of done records are ignored)."""
+
+    action: np.ndarray | torch.Tensor
+    behavior_logits: np.ndarray | None = None
+    teacher_logits: np.ndarray | None = None
+
+
 @runtime_checkable
 class Actor(Protocol):
     """Chooses actions from the stream. ``act`` is called once per tick with the newest records."""
@@ -28,10 +40,11 @@ class Actor(Protocol):
     name: str
 
     def reset(self, env: Any, num_actions: int, rng: np.random.Generator) -> None:
-        """Start new streams for the ``env.num_envs`` environments of ``env`` (a ``TabularVecEnv``)."""
+        """Start new streams for the ``env.num_envs`` environments of ``env`` (a ``VecEnv``)."""
 
-    def act(self, record: TensorDict) -> torch.Tensor:
-        """Consume ``record`` (TensorDict [N], one new record per env) and return actions ``[N]`` int64."""
+    def act(self, record: TensorDict) -> torch.Tensor | np.ndarray | ActorOutput:
+        """Consume ``record`` (TensorDict [N], one new record per env); return actions ``[N]`` int64,
+        or an :class:`ActorOutput` that also carries the choice's logits."""
 
 
 class RandomActor:
@@ -93,20 +106,23 @@ class StreamPolicyActor:
 class PolicyActor:
     """Wraps a ``mouse.tasks`` behaviour ``Policy`` (``make_policy("explorer", family)``, ...) as an actor.
 
-    Feeds the policy exactly as ``collect_streams`` does: ``observe`` each transition, ``on_episode_end``
-    when a stream resets, then ``act(obs, time, rng)``. Useful as a reference curve (e.g. the exploring
-    teacher a model was distilled from) through the same engine, tasks and seeds as the model.
+    ``reset`` calls ``policy.reset(env.tasks, rng, num_steps)`` (``num_steps``: records per stream, when
+    known, e.g. for the annealed schedule); ``act`` first feeds the transition that arrived at the new
+    record (``observe`` on the streams that took one, ``on_episode_end`` where a stream reset), then asks
+    ``policy.act(obs, time, rng)`` and returns the action with its behaviour and teacher logits. This is
+    how datasets are collected, and how a teacher's reference curve is run through the same engine,
+    tasks and seeds as a model.
     """
 
-    def __init__(self, policy: Any, name: str | None = None):
-        self.policy = policy
+    def __init__(self, policy: Any, name: str | None = None, num_steps: int | None = None):
+        self.policy, self.num_steps = policy, num_steps
         self.name = name or str(getattr(policy, "name", "policy"))
 
     def reset(self, env: Any, num_actions: int, rng: np.random.Generator) -> None:
-        self.policy.reset(env.tasks, rng)
+        self.policy.reset(env.tasks, rng, num_steps=self.num_steps)
         self._rng, self._prev = rng, None
 
-    def act(self, record: TensorDict) -> torch.Tensor:
+    def act(self, record: TensorDict) -> ActorOutput:
         obs, time = record["obs_discrete"].numpy(), record["time"].numpy()
         if self._prev is not None:
             prev_obs, prev_done = self._prev
@@ -116,8 +132,8 @@ class PolicyActor:
             if not active.all():
                 self.policy.on_episode_end(~active)
         self._prev = (obs, record["done"].numpy())
-        action, _, _ = self.policy.act(obs, time, self._rng)
-        return torch.as_tensor(np.asarray(action), dtype=torch.int64)
+        action, behavior, teacher = self.policy.act(obs, time, self._rng)
+        return ActorOutput(np.asarray(action, dtype=np.int64), behavior, teacher)
 
 
 class ModelActor:
