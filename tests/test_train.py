@@ -236,6 +236,57 @@ def test_killed_run_resumes_to_the_same_losses(tmp_path, in_process, monkeypatch
     assert losses(tmp_path / "killed") == losses(tmp_path / "straight")
 
 
+def _steps(run_dir: Path) -> list[int]:
+    """The step of every train line of metrics.jsonl, in file order."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [row["step"] for row in rows if "train/loss" in row]
+
+
+def test_resume_auto_and_metrics_one_line_per_step(tmp_path, in_process, monkeypatch):
+    """resume=auto starts fresh without a checkpoint and continues with one; the lines a killed run
+    wrote past its checkpoint are dropped, so metrics.jsonl holds each step once, in order."""
+    from mouse.train.trainer import Trainer, run_training
+
+    overrides = [
+        *TINY,
+        "logger=none",
+        "trainer.steps=6",
+        "trainer.checkpoint_every=2",
+        "trainer.eval_num_tasks=0",
+    ]
+    original = Trainer.train_step
+
+    def killed_at_step_4(self, batch):
+        if self.step == 3:  # steps 1..3 logged, checkpoint at 2: step 3 is done again after the resume
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", killed_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(
+            compose_cfg([*overrides, "trainer.resume=auto"]), tmp_path / "run"
+        )  # fresh: no checkpoint
+    assert _steps(tmp_path / "run") == [1, 2, 3]
+    monkeypatch.setattr(Trainer, "train_step", original)
+    result = run_training(compose_cfg([*overrides, "trainer.resume=auto"]), tmp_path / "run")
+    assert result.step == 6 and _steps(tmp_path / "run") == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(ValueError, match="trainer.resume='maybe' is unknown"):
+        run_training(compose_cfg([*overrides, "trainer.resume=maybe"]), tmp_path / "other")
+
+
+def test_final_checkpoint_is_written_before_the_final_evaluation(tmp_path, in_process, monkeypatch):
+    from mouse.train.trainer import Trainer, run_training
+
+    def failing_evaluate(self):
+        raise RuntimeError("evaluation failed")
+
+    monkeypatch.setattr(Trainer, "evaluate", failing_evaluate)
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        run_training(compose_cfg([*TINY, "logger=none", "trainer.steps=3"]), tmp_path / "run")
+    assert os.readlink(tmp_path / "run" / "checkpoints" / "last") == "step-3"
+    assert (tmp_path / "run" / "checkpoints" / "step-3" / "model.safetensors").is_file()
+
+
 def test_nan_loss_stops_naming_loss_and_step_and_keeps_last_checkpoint(tmp_path, in_process, monkeypatch):
     from mouse.losses import LOSSES
     from mouse.train.trainer import NonFiniteLossError, run_training
@@ -318,3 +369,18 @@ def test_torchrun_two_ranks_share_one_run_dir(tmp_path, env):
     assert proc.stdout.count("run dir:") == 1  # rank 0 prints
     assert sorted(losses(run)) == [1, 2] and len((run / "metrics.jsonl").read_text().splitlines()) == 2
     assert os.readlink(run / "checkpoints" / "last") == "step-2"
+
+
+def test_settings_that_do_not_fit_the_data_fail_before_training(tmp_path, in_process, monkeypatch):
+    import huggingface_hub
+
+    from mouse.train.trainer import run_training
+
+    with pytest.raises(ValueError, match=r"model.embedding.max_num_actions=3 is smaller than the dataset's 5"):
+        run_training(compose_cfg([*TINY, "model.embedding.max_num_actions=3"]), tmp_path / "a")
+    with pytest.raises(ValueError, match=r"trainer.seq_len=16 needs 16 positions.*max_position_embeddings=8"):
+        run_training(compose_cfg([*TINY, "backbone.max_position_embeddings=8"]), tmp_path / "b")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match="hub.repo_id='me/model' asks for a Hub push but HF_HUB_OFFLINE"):
+        run_training(compose_cfg([*TINY, "hub.repo_id=me/model"]), tmp_path / "c")
+    assert not any((tmp_path / d / "checkpoints").exists() for d in "abc")

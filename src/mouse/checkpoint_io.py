@@ -35,6 +35,8 @@ __all__ = [
     "WEIGHTS_FILE",
     "find_last_checkpoint",
     "list_checkpoints",
+    "previous_valid_checkpoint",
+    "safetensors_is_complete",
     "read_dataset_spec",
     "read_json_object",
     "read_model_config",
@@ -80,6 +82,58 @@ def find_last_checkpoint(root: str | os.PathLike) -> Path | None:
         return root / os.readlink(last)
     found = list_checkpoints(root)
     return found[-1][1] if found else None
+
+
+def safetensors_is_complete(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a safetensors file whose header parses and whose tensor data is all there.
+
+    Reads only the 8-byte header length and the JSON header (stdlib; no tensor is loaded).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return False
+            n = int.from_bytes(head, "little")
+            if n <= 0 or 8 + n > size:
+                return False
+            header = json.loads(f.read(n))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    if not isinstance(header, dict):
+        return False
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2):
+            return False
+        end = max(end, int(offsets[1]))
+    return 8 + n + end <= size
+
+
+def previous_valid_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint older than ``folder`` when it is ``checkpoints/step-N``.
+
+    ``folder`` may also be ``checkpoints/last`` (the symlink is followed). Complete: ``config.json``
+    is present and ``model.safetensors`` passes :func:`safetensors_is_complete`. None when ``folder``
+    is not a step folder or no older complete checkpoint exists.
+    """
+    folder = Path(folder)
+    if folder.name == LAST and folder.is_symlink():
+        folder = folder.parent / os.readlink(folder)
+    match = _STEP_DIR.match(folder.name)
+    if not match:
+        return None
+    step = int(match.group(1))
+    for other_step, other in reversed(list_checkpoints(folder.parent)):
+        if other_step < step and (other / CONFIG_FILE).is_file():
+            if safetensors_is_complete(other / WEIGHTS_FILE):
+                return other
+    return None
 
 
 def read_json_object(path: str | os.PathLike, what: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ import huggingface_hub
 from mouse.checkpoint_io import CHECKPOINT_FILES, CONFIG_FILE, MODEL_FILES, WEIGHTS_FILE
 
 __all__ = [
+    "check_push_target",
     "DATASET_CARD_FILE",
     "DATASET_DATA_DIR",
     "DATASET_SPEC_FILE",
@@ -77,6 +78,18 @@ def is_hub_id(ref: str | os.PathLike) -> bool:
     if not _HUB_ID.fullmatch(text) or "--" in text or ".." in text:
         return False
     return all(len(part) <= 96 for part in text.split("/"))
+
+
+def check_push_target(repo_id: str, key: str = "hub.repo_id") -> None:
+    """Before any work: ``repo_id`` must look like ``ORG/NAME`` and the Hub must be reachable in
+    principle (``HF_HUB_OFFLINE`` unset); ValueError naming ``key`` and the fix otherwise."""
+    if not _HUB_ID.fullmatch(str(repo_id)):
+        raise ValueError(f"{key}={repo_id!r} must look like 'ORG/NAME' (letters, digits, '-', '_', '.')")
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise ValueError(
+            f"{key}={repo_id!r} asks for a Hub push but HF_HUB_OFFLINE is set: unset HF_HUB_OFFLINE "
+            f"to push, or drop {key}"
+        )
 
 
 def _one_line(err: BaseException) -> str:

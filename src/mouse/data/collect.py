@@ -21,7 +21,7 @@ import numpy as np
 from mouse.data.config import CollectConfig, collect_config, policy_kwargs, task_kwargs
 from mouse.data.spec import FORMAT_VERSION, DatasetSpec
 from mouse.data.storage import SPEC_FILE, save_dataset
-from mouse.hub import push_dataset_to_hub
+from mouse.hub import check_push_target, push_dataset_to_hub
 
 log = logging.getLogger("mouse.collect")
 
@@ -129,6 +129,8 @@ def run_collect(cfg: CollectConfig, run_dir: str | os.PathLike) -> tuple[Path, s
     cfg = collect_config(cfg)
     if cfg.output is None and cfg.hub.repo_id is None:
         raise ValueError("mouse-collect needs output=DIR (a dataset directory) or hub.repo_id=ORG/NAME")
+    if cfg.hub.repo_id is not None:
+        check_push_target(cfg.hub.repo_id, "hub.repo_id")
     output = Path(cfg.output).expanduser().resolve() if cfg.output is not None else Path(run_dir) / "dataset"
     cfg = dataclasses.replace(cfg, output=str(output))
     log.info(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +60,43 @@ STEP_KEYS: tuple[str, ...] = tuple(c for c in COLUMN_ORDER if c not in ("stream_
 ACTION_WIDTH_COLUMNS: tuple[str, ...] = ("q_star", "behavior_logits", "teacher_logits")
 
 
+_INT_FIELDS = (
+    "num_actions",
+    "horizon",
+    "obs_discrete_size",
+    "obs_continuous_dim",
+    "obs_image_size",
+    "split_seed",
+    "seed",
+    "num_streams",
+    "num_records",
+    "steps_per_task",
+    "format_version",
+)
+_STR_FIELDS = ("task_family", "policy", "split")
+
+
+def _spec_int(name: str, value: Any) -> int:
+    """`value` as int when it is an integer (an integral float such as 20.0 too), else ValueError."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError(
+        f"DatasetSpec.{name} must be an integer, got {value!r} ({type(value).__name__}); "
+        f"fix the {name!r} field of spec.json"
+    )
+
+
+def _spec_float(name: str, value: Any) -> float:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(
+        f"DatasetSpec.{name} must be a number, got {value!r} ({type(value).__name__}); "
+        f"fix the {name!r} field of spec.json"
+    )
+
+
 def column_dtype(name: str) -> np.dtype:
     """The exact numpy dtype of column `name`; KeyError naming the known columns otherwise."""
     if name in SCALAR_COLUMNS:
@@ -101,10 +140,36 @@ class DatasetSpec:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        for name in _INT_FIELDS:
+            set_(self, name, _spec_int(name, getattr(self, name)))
+        set_(self, "gamma", _spec_float("gamma", self.gamma))
+        for name in ("obs_continuous_min", "obs_continuous_max"):
+            if getattr(self, name) is not None:
+                set_(self, name, _spec_float(name, getattr(self, name)))
+        for name in _STR_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise ValueError(
+                    f"DatasetSpec.{name} must be a string, got {value!r} ({type(value).__name__}); "
+                    f"fix the {name!r} field of spec.json"
+                )
         for name in ("train_task_ids", "test_task_ids"):
-            object.__setattr__(self, name, tuple(int(i) for i in getattr(self, name)))
-        object.__setattr__(self, "task_params", dict(self.task_params))
-        object.__setattr__(self, "policy_params", dict(self.policy_params))
+            ids = getattr(self, name)
+            if isinstance(ids, str | bytes | Mapping) or not hasattr(ids, "__iter__"):
+                raise ValueError(
+                    f"DatasetSpec.{name} must be a list of integers, got {ids!r} ({type(ids).__name__}); "
+                    f"fix the {name!r} field of spec.json"
+                )
+            set_(self, name, tuple(_spec_int(f"{name}[{j}]", i) for j, i in enumerate(ids)))
+        for name in ("task_params", "policy_params"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise ValueError(
+                    f"DatasetSpec.{name} must be a JSON object (mapping), got {value!r} "
+                    f"({type(value).__name__}); fix the {name!r} field of spec.json"
+                )
+            set_(self, name, dict(value))
         if int(self.num_actions) < 1:
             raise ValueError(f"DatasetSpec.num_actions must be >= 1, got {self.num_actions}")
         if int(self.horizon) < 1:
@@ -218,4 +283,14 @@ class DatasetSpec:
 
     @classmethod
     def from_json(cls, text: str) -> DatasetSpec:
-        return cls.from_dict(json.loads(text))
+        """Parse spec JSON text; invalid JSON or a non-object raises ValueError saying so."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"spec is not valid JSON ({err.msg} at line {err.lineno} column {err.colno}); "
+                "fix the file or re-collect the dataset"
+            ) from err
+        if not isinstance(data, dict):
+            raise ValueError(f"spec must be a JSON object, got {type(data).__name__}")
+        return cls.from_dict(data)

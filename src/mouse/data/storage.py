@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from mouse.data.spec import COLUMN_ORDER, SCALAR_COLUMNS, DatasetSpec
-from mouse.data.validate import stream_offsets, validate_columns
+from mouse.data.validate import check_spec_task_family, stream_offsets, validate_columns
 from mouse.hub import (
     DATASET_CARD_FILE,
     DATASET_DATA_DIR,
@@ -215,7 +215,12 @@ def load_dataset(
     `revision` selects a Hub revision.
     """
     path = _resolve(path_or_repo_id, split, revision)
-    spec = DatasetSpec.from_json((path / SPEC_FILE).read_text())
+    spec_file = path / SPEC_FILE
+    try:
+        spec = DatasetSpec.from_json(spec_file.read_text())
+        check_spec_task_family(spec)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{spec_file}: {err}") from err
     if split is not None and split != spec.split:
         raise ValueError(f"dataset {path} holds split {spec.split!r}, not the requested split {split!r}")
     files = sorted((path / DATA_DIR).glob("*.arrow"))
@@ -223,7 +228,13 @@ def load_dataset(
         raise FileNotFoundError(
             f"expected exactly one Arrow file under {path / DATA_DIR}, found {[f.name for f in files]}"
         )
-    source = pa.memory_map(str(files[0]), "r")
-    table = pa.ipc.open_file(source).read_all()
+    try:
+        source = pa.memory_map(str(files[0]), "r")
+        table = pa.ipc.open_file(source).read_all()
+    except (pa.ArrowException, OSError) as err:
+        raise ValueError(
+            f"{files[0]}: not a readable Arrow IPC file ({type(err).__name__}: {err}); the dataset is "
+            f"truncated or corrupt: re-collect it (mouse-collect ... output={path} overwrite=true)"
+        ) from err
     columns = {name: _arrow_to_numpy(name, table.column(name)) for name in table.column_names}
     return StepDataset(columns, spec, path=path, _keepalive=(source, table))

@@ -215,3 +215,62 @@ def validate_columns(columns: dict[str, np.ndarray], spec: DatasetSpec) -> Datas
         if spec.obs_continuous_max is None:
             updates["obs_continuous_max"] = float(obs.max())
     return dataclasses.replace(spec, **updates)
+
+
+# Task families of datasets that come from no environment (mouse.data.synthetic, hand-made columns).
+NO_ENV_FAMILIES = ("", "synthetic")
+
+
+def check_spec_task_family(spec: DatasetSpec) -> None:
+    """Check the spec's `task_family`, `task_params` and task-id lists against the family they name.
+
+    A `task_family` of "" or "synthetic" (no environment) is not checked. Otherwise the family must be
+    known (`mouse.tasks.FAMILIES`) and buildable from `task_params`, every `train_task_ids` /
+    `test_task_ids` entry must lie in the family's task-id range, and the sizes the family fixes
+    (`num_actions`, `horizon`, `obs_discrete_size`, `obs_continuous_dim`) must agree with it, so a
+    dataset whose evaluation would fail is rejected when it is loaded. ValueError names the field,
+    both values and the fix.
+    """
+    if spec.task_family in NO_ENV_FAMILIES:
+        return
+    from mouse.tasks import FAMILIES, make_family
+
+    fix = "fix spec.json or re-collect the dataset (mouse-collect ... overwrite=true)"
+    if spec.task_family not in FAMILIES:
+        raise ValueError(
+            f"task_family {spec.task_family!r} is unknown; valid families: {', '.join(FAMILIES)} "
+            f"(or {' / '.join(repr(f) for f in NO_ENV_FAMILIES)} for data from no environment); {fix}"
+        )
+    try:
+        family = make_family(spec.task_family, **spec.task_params)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"task_params {spec.task_params} do not build task family {spec.task_family!r}: {err}; {fix}"
+        ) from err
+    ids = family.all_task_ids()
+    lo, hi = ids[0], ids[-1]
+    for name in ("train_task_ids", "test_task_ids"):
+        bad = [i for i in getattr(spec, name) if not lo <= i <= hi]
+        if bad:
+            raise ValueError(
+                f"{name} holds {bad[:5]}{' ...' if len(bad) > 5 else ''}, outside the task-id range "
+                f"[{lo}, {hi}] of task family {spec.task_family!r} with task_params {family.params}; {fix}"
+            )
+    params = f"task family {spec.task_family!r} with task_params {family.params}"
+    checks = (
+        ("num_actions", spec.num_actions, family.num_actions, "actions"),
+        ("horizon", spec.horizon, family.horizon, "horizon"),
+    )
+    for name, value, expected, what in checks:
+        if value != expected:
+            raise ValueError(f"spec {name}={value} but {params} has {what} {expected}; {fix}")
+    if spec.obs_discrete_size not in (0, family.num_states):
+        raise ValueError(
+            f"spec obs_discrete_size={spec.obs_discrete_size} but {params} has {family.num_states} "
+            f"states (obs_discrete_size must be {family.num_states}); {fix}"
+        )
+    if spec.obs_continuous_dim not in (0, family.obs_continuous_dim):
+        raise ValueError(
+            f"spec obs_continuous_dim={spec.obs_continuous_dim} but {params} has "
+            f"obs_continuous_dim {family.obs_continuous_dim}; {fix}"
+        )

@@ -295,7 +295,7 @@ def _check_context(model: Any, context_steps: int | None) -> None:
     if context_steps is not None and limit is not None and context_steps > limit:
         raise ValueError(
             f"context_steps={context_steps} exceeds the model's max_context_steps={limit} "
-            "(max_position_embeddings / tokens_per_step); pass context_steps<={limit}"
+            f"(max_position_embeddings / tokens_per_step); pass context_steps<={limit}"
         )
 
 

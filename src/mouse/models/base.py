@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from tensordict import TensorDict
 from torch import nn
 
-from mouse.checkpoint_io import CONFIG_FILE, WEIGHTS_FILE, read_model_config
+from mouse.checkpoint_io import CONFIG_FILE, WEIGHTS_FILE, previous_valid_checkpoint, read_model_config
 from mouse.hub import download_model, push_checkpoint
 from mouse.models.embedding import StepEmbedder, resolve_embedding_kwargs
 from mouse.models.heads import DQNHead, SwiGLUHead, ValueHead, VecDQNHead, vec_dqn_scores
@@ -411,12 +411,49 @@ def _build(
 ) -> Model:
     """Build ``cls`` from ``config`` (read from ``config_file``) with ``overrides`` and load its weights."""
     config = {**config, **overrides}
+    _check_config_types(config, config_file)
     try:
         model = cls(**config)
     except TypeError as err:
         raise ValueError(f"{config_file}: config does not match {cls.__name__}'s arguments: {err}") from err
+    except ValueError as err:
+        raise ValueError(
+            f"{config_file}: {err} Fix that entry of {config_file.name} or re-save the model."
+        ) from err
     _load_weights(model, weights_file, map_location)
     return model
+
+
+_DICT_KEYS = (
+    "backbone_kwargs",
+    "embedding_kwargs",
+    "sp_head_kwargs",
+    "dqn_head_kwargs",
+    "sv_head_kwargs",
+    "vec_dqn_head_kwargs",
+    "value_head_kwargs",
+)
+
+
+def _check_config_types(config: dict[str, Any], config_file: Path) -> None:
+    """ValueError naming ``config_file``, the key and the value for a top-level entry of the wrong type."""
+
+    def bad(key: str, expected: str) -> ValueError:
+        value = config[key]
+        return ValueError(
+            f"{config_file}: key {key!r} must be {expected}, got {value!r} ({type(value).__name__}); "
+            f"fix it in {config_file.name} or re-save the model."
+        )
+
+    if "hidden_dim" in config:
+        value = config["hidden_dim"]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("hidden_dim", "an integer")
+    for key in _DICT_KEYS:
+        if key in config and config[key] is not None and not isinstance(config[key], dict):
+            raise bad(key, "a JSON object (or null)")
+    if config.get("action_head") is not None and not isinstance(config["action_head"], str):
+        raise bad("action_head", "a head name string (or null)")
 
 
 def _load_weights(model: nn.Module, weights_file: Path, map_location: str | torch.device) -> None:
@@ -427,7 +464,15 @@ def _load_weights(model: nn.Module, weights_file: Path, map_location: str | torc
     try:
         state = load_file(str(weights_file), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{weights_file}: corrupt or unreadable safetensors file: {err}") from err
+        previous = previous_valid_checkpoint(weights_file.parent)
+        fix = (
+            f"load the previous valid checkpoint {previous} instead"
+            if previous is not None
+            else "re-save or re-download the model"
+        )
+        raise ValueError(
+            f"{weights_file}: corrupt or unreadable safetensors file ({type(err).__name__}: {err}); {fix}."
+        ) from err
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

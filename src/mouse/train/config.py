@@ -32,6 +32,7 @@ from omegaconf import OmegaConf
 from mouse.data.augment import AugmentConfig
 from mouse.data.config import CollectConfig, Sampling, collect_config
 from mouse.device import DeviceKind, parse_device
+from mouse.hub import check_push_target
 from mouse.losses import LOSSES
 from mouse.losses.sp import SP_LOSS_TYPES, SP_TARGETS
 from mouse.losses.sv import SV_LOSS_TYPES
@@ -95,6 +96,9 @@ class WandbMode(StrEnum):
     offline = "offline"
     online = "online"
     disabled = "disabled"
+
+
+RESUME_MODES = ("false", "true", "auto")
 
 
 class Schedule(StrEnum):
@@ -347,7 +351,17 @@ class TrainerConfig:
     seed: int = 0
     device: str = "auto"  # auto = cuda if available else cpu
     precision: Precision = Precision.fp32
-    resume: bool = False  # continue from <run_dir>/checkpoints/last
+    # false: start fresh | true: continue <run_dir>/checkpoints/last (it must exist) | auto: continue
+    # when checkpoints/last exists, else start fresh (a restart loop, e.g. Slurm requeue)
+    resume: str = "false"
+
+    @property
+    def resume_mode(self) -> str:
+        """``trainer.resume`` as one of ``"false"``, ``"true"``, ``"auto"`` (booleans accepted)."""
+        mode = str(self.resume).lower()
+        if mode not in RESUME_MODES:
+            raise ValueError(f"trainer.resume={self.resume!r} is unknown; use one of {list(RESUME_MODES)}")
+        return mode
 
 
 @dataclass
@@ -537,6 +551,7 @@ def validate_config(cfg: TrainConfig) -> None:
     _check(t.eval_episodes >= 1, f"trainer.eval_episodes={t.eval_episodes} must be >= 1")
     _check(t.eval_temperature >= 0, f"trainer.eval_temperature={t.eval_temperature} must be >= 0")
     parse_device(t.device)
+    t.resume_mode  # noqa: B018 (raises on an unknown mode)
     o = cfg.optim
     _check(o.lr > 0, f"optim.lr={o.lr} must be > 0")
     _check(o.weight_decay >= 0, f"optim.weight_decay={o.weight_decay} must be >= 0")
@@ -577,7 +592,4 @@ def validate_config(cfg: TrainConfig) -> None:
     if cfg.hub.push_every_checkpoint:
         _check(cfg.hub.repo_id is not None, "hub.push_every_checkpoint=true needs hub.repo_id=<user>/<model>")
     if cfg.hub.repo_id is not None:
-        _check(
-            cfg.hub.repo_id.count("/") <= 1 and cfg.hub.repo_id.strip() != "",
-            f"hub.repo_id={cfg.hub.repo_id!r} must look like 'user/model'",
-        )
+        check_push_target(cfg.hub.repo_id, "hub.repo_id")

@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from mouse.train.config import LoggerKind, WandbMode
 
-__all__ = ["Logger", "NoneLogger", "WandbLogger", "TensorBoardLogger", "JsonlWriter", "make_logger"]
+__all__ = [
+    "Logger",
+    "NoneLogger",
+    "WandbLogger",
+    "TensorBoardLogger",
+    "JsonlWriter",
+    "make_logger",
+    "truncate_metrics",
+]
 
 
 def _choice(enum: type[StrEnum], value: str, key: str) -> StrEnum:
@@ -141,6 +150,28 @@ class JsonlWriter:
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()
+
+
+def truncate_metrics(path: str | Path, after_step: int) -> int:
+    """Keep only the lines of ``metrics.jsonl`` with ``step <= after_step`` (a resumed run computes what
+    came after its checkpoint again) and drop a last line cut by a kill. Returns the number of lines
+    dropped. The rewrite is atomic (a temporary file, then a rename)."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):  # a line cut by a kill: dropped
+            continue
+        if step <= after_step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)
+    return len(lines) - len(kept)
 
 
 def _json_float(value: float) -> float | str:

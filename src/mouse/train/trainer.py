@@ -53,7 +53,7 @@ from mouse.train.dist import (
     is_main_process,
     print0,
 )
-from mouse.train.logger import JsonlWriter, Logger, NoneLogger, make_logger
+from mouse.train.logger import JsonlWriter, Logger, NoneLogger, make_logger, truncate_metrics
 from mouse.train.optim import build_optimizer, build_scheduler
 
 __all__ = ["NonFiniteLossError", "Trainer", "TrainResult", "build_model", "run_training"]
@@ -101,6 +101,31 @@ def build_model(cfg: C.TrainConfig, spec: Any) -> torch.nn.Module:
     return model_class(kwargs["backbone_kwargs"])(**kwargs)
 
 
+def check_fits_data(cfg: C.TrainConfig, spec: Any) -> None:
+    """``model.embedding.max_num_*`` overrides must cover the dataset (actions, time steps, observation
+    ids and sizes); ValueError naming the key, both sizes and the fix."""
+    data = spec.embedding_kwargs()
+    for key, value in C.embedding_overrides(cfg).items():
+        if key.startswith("max_num_") and key in data and value < data[key]:
+            raise ValueError(
+                f"model.embedding.{key}={value} is smaller than the dataset's {data[key]} "
+                f"({spec.task_family}); raise it or leave it null to take the dataset's size"
+            )
+
+
+def check_context(cfg: C.TrainConfig, model: torch.nn.Module) -> None:
+    """A training window must fit the backbone's positions: ``trainer.seq_len`` x tokens per step <=
+    ``backbone.max_position_embeddings``; ValueError naming both keys otherwise."""
+    limit = model.max_context_steps
+    if limit is not None and cfg.trainer.seq_len > limit:
+        raise ValueError(
+            f"trainer.seq_len={cfg.trainer.seq_len} needs {cfg.trainer.seq_len * model.tokens_per_step} "
+            f"positions ({model.tokens_per_step} token(s) per step) but backbone.max_position_embeddings="
+            f"{cfg.backbone.max_position_embeddings} holds {limit} steps; lower trainer.seq_len or raise "
+            "backbone.max_position_embeddings"
+        )
+
+
 def load_training_data(cfg: C.TrainConfig) -> Any:
     """The training ``StepDataset``: ``data.path`` (folder or Hub dataset id), else the dataset
     ``data.collect`` describes, collected once and cached by ``mouse.data.ensure_dataset``."""
@@ -139,13 +164,16 @@ class Trainer:
             _info(note)
         C.validate_config(cfg)
         resume_from = None
-        if cfg.trainer.resume:
+        mode = cfg.trainer.resume_mode
+        if mode != "false":
             resume_from = find_last_checkpoint(self.ckpt_root)
-            if resume_from is None:
+            if resume_from is None and mode == "true":
                 raise FileNotFoundError(
                     f"trainer.resume=true but {self.ckpt_root} holds no checkpoint; point hydra.run.dir at the "
-                    "run to resume (its folder holds checkpoints/last) or drop trainer.resume"
+                    "run to resume (its folder holds checkpoints/last), use trainer.resume=auto, or drop it"
                 )
+            if resume_from is None:
+                _info(f"trainer.resume=auto: no checkpoint in {self.ckpt_root}, starting fresh")
         self.loss_cfgs = C.loss_configs(cfg)
         self.needs_target = any(LOSSES[name].needs_target for name in self.loss_cfgs)
         self.device = resolve_device(cfg.trainer.device)
@@ -159,7 +187,10 @@ class Trainer:
 
         self.dataset = load_training_data(cfg)
         self.spec = self.dataset.spec
-        self.model = build_model(cfg, self.spec).to(self.device)
+        check_fits_data(cfg, self.spec)
+        self.model = build_model(cfg, self.spec)
+        check_context(cfg, self.model)
+        self.model = self.model.to(self.device)
         self.tokens_per_step = self.model.tokens_per_step
         o = cfg.optim
         self.optimizer = build_optimizer(
@@ -193,7 +224,12 @@ class Trainer:
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "train_config.yaml").write_text(self.config_yaml)
-            self.jsonl = JsonlWriter(self.run_dir / "metrics.jsonl")
+            metrics_path = self.run_dir / "metrics.jsonl"
+            if resume_from is not None:  # what came after the checkpoint is computed again
+                dropped = truncate_metrics(metrics_path, after_step=self.step)
+                if dropped:
+                    _info(f"metrics.jsonl: dropped {dropped} line(s) past step {self.step} (they are redone)")
+            self.jsonl = JsonlWriter(metrics_path)
             lg = cfg.logger
             self.logger = make_logger(
                 lg.kind.value,
@@ -330,8 +366,10 @@ class Trainer:
                 window_start += time.perf_counter() - paused
         finally:
             bar.close()
-        self.evaluate()
-        self.save_checkpoint(final=True)
+        self.save_checkpoint(push=False)  # the trained weights are on disk before the final evaluation
+        if self.evaluate():
+            self.save_checkpoint(push=False)  # again, with the evaluation in the model card and state
+        self.push_to_hub(final=True)
         return self._result(metrics)
 
     def _result(self, metrics: dict[str, float]) -> TrainResult:
@@ -398,8 +436,9 @@ class Trainer:
             "eval_metrics": dict(self.eval_metrics),
         }
 
-    def save_checkpoint(self, final: bool = False) -> Path | None:
-        """Write ``checkpoints/step-N`` atomically (rank 0) and push it when the Hub config asks."""
+    def save_checkpoint(self, push: bool = True) -> Path | None:
+        """Write ``checkpoints/step-N`` atomically (rank 0); push it when ``hub.push_every_checkpoint``
+        (and ``push``)."""
         if not self.main:
             return None
         spec_dict = self.spec.to_dict()
@@ -424,17 +463,26 @@ class Trainer:
             },
             keep_last=self.cfg.trainer.keep_last,
         )
-        hub = self.cfg.hub
-        if hub.repo_id is not None and (final or hub.push_every_checkpoint):
-            self.hub_url = push_checkpoint(
-                self.last_checkpoint,
-                hub.repo_id,
-                private=hub.private,
-                revision=hub.revision,
-                commit_message=f"{hub.commit_message} (step {self.step})",
-            )
-            _info(f"pushed step {self.step} to the Hub: {self.hub_url}")
+        if push:
+            self.push_to_hub(final=False)
         return self.last_checkpoint
+
+    def push_to_hub(self, final: bool) -> None:
+        """Push the newest checkpoint to ``hub.repo_id`` (rank 0): at the end, or at every checkpoint
+        with ``hub.push_every_checkpoint``."""
+        hub = self.cfg.hub
+        if not self.main or hub.repo_id is None or self.last_checkpoint is None:
+            return
+        if not (final or hub.push_every_checkpoint):
+            return
+        self.hub_url = push_checkpoint(
+            self.last_checkpoint,
+            hub.repo_id,
+            private=hub.private,
+            revision=hub.revision,
+            commit_message=f"{hub.commit_message} (step {self.step})",
+        )
+        _info(f"pushed step {self.step} to the Hub: {self.hub_url}")
 
     # ------------------------------------------------------------------------------------------ run
     def cleanup(self) -> None:
