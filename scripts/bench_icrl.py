@@ -133,9 +133,7 @@ def evaluate(args: argparse.Namespace, train_cfg, checkpoint: Path, output: Path
     from mouse.eval.config import EvalConfig, register_configs
     from mouse.eval.run import run_eval
 
-    temperature = (
-        args.temperature if args.temperature is not None else train_cfg.trainer.eval_temperature
-    )
+    temperature = args.temperature if args.temperature is not None else train_cfg.trainer.eval_temperature
     overrides = [
         f"checkpoint={checkpoint}",
         f"episodes={args.episodes}",

@@ -376,7 +376,9 @@ def test_settings_that_do_not_fit_the_data_fail_before_training(tmp_path, in_pro
 
     from mouse.train.trainer import run_training
 
-    with pytest.raises(ValueError, match=r"model.embedding.max_num_actions=3 is smaller than the dataset's 5"):
+    with pytest.raises(
+        ValueError, match=r"model.embedding.max_num_actions=3 is smaller than the dataset's 5"
+    ):
         run_training(compose_cfg([*TINY, "model.embedding.max_num_actions=3"]), tmp_path / "a")
     with pytest.raises(ValueError, match=r"trainer.seq_len=16 needs 16 positions.*max_position_embeddings=8"):
         run_training(compose_cfg([*TINY, "backbone.max_position_embeddings=8"]), tmp_path / "b")
