@@ -13,6 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Top-level part of ``mouse`` → its layer; a package may import only from strictly lower layers.
 LAYERS = {
+    "contract": 0,
     "device": 0,
     "checkpoint_io": 0,
     "hub": 1,

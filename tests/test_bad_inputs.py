@@ -178,6 +178,45 @@ def test_step_stream_int_dtype_through_model():
         model(td)
 
 
+def _stream(B: int = 2, S: int = 3, **fields: torch.Tensor) -> TensorDict:
+    base = {
+        "action": torch.zeros(B, S, dtype=torch.long),
+        "reward": torch.zeros(B, S),
+        "done": torch.zeros(B, S, dtype=torch.long),
+        "time": torch.zeros(B, S, dtype=torch.long),
+        "obs_discrete": torch.zeros(B, S, dtype=torch.long),
+    }
+    return TensorDict({**base, **fields}, batch_size=[B, S])
+
+
+@pytest.mark.parametrize(
+    ("stream", "message"),
+    [
+        (
+            lambda: _stream(reward=torch.zeros(2, 3, dtype=torch.float64)),
+            r"\['reward'\] must be floating point float32, got torch\.float64",
+        ),
+        (lambda: _stream(S=0), r"S=0 steps; a window needs at least one step"),
+        (
+            lambda: _stream(rewards=torch.zeros(2, 3)),
+            r"unknown field\(s\) \['rewards'\]; the step record's fields are",
+        ),
+        (
+            lambda: _stream(pad=torch.tensor([[False, True, False], [True, True, True]])),
+            r"every step of window 1 as PAD",
+        ),
+    ],
+)
+def test_model_rejects_float64_reward_empty_or_all_pad_windows_and_unknown_fields(stream, message):
+    torch.manual_seed(0)
+    model = ModelLlama(
+        hidden_dim=8, backbone_kwargs=LLAMA, embedding_kwargs=EMB, sp_head_kwargs={"num_layers": 1}
+    ).eval()
+    with pytest.raises(ValueError, match=message):
+        model(stream())
+    model(_stream(q_star=torch.zeros(2, 3, 5)))  # a contract field the model does not embed is ignored
+
+
 # 8. evaluate's context limit message is formatted
 def test_context_limit_message_is_formatted():
     from mouse.eval.evaluate import _check_context

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from mouse.contract import STEP_KEYS
+
 FORMAT_VERSION = 1
 SPLITS = ("train", "test")
 
@@ -39,24 +41,9 @@ VECTOR_COLUMNS: dict[str, np.dtype] = {
     "teacher_logits": np.dtype(np.float32),
 }
 # Canonical column order on disk.
-COLUMN_ORDER: tuple[str, ...] = (
-    "stream_id",
-    "task_id",
-    "action",
-    "reward",
-    "done",
-    "time",
-    "obs_discrete",
-    "obs_continuous",
-    "obs_image",
-    "q_star",
-    "behavior_logits",
-    "teacher_logits",
-    "xformed_reward",
-)
+COLUMN_ORDER: tuple[str, ...] = ("stream_id", "task_id", *STEP_KEYS)
 REQUIRED_COLUMNS: tuple[str, ...] = ("stream_id", "task_id", "action", "reward", "done", "time")
-# Columns that belong to the model-facing step record (DESIGN.md); stream_id/task_id are bookkeeping.
-STEP_KEYS: tuple[str, ...] = tuple(c for c in COLUMN_ORDER if c not in ("stream_id", "task_id"))
+# The model-facing step record is mouse.contract.STEP_KEYS; stream_id/task_id are bookkeeping.
 ACTION_WIDTH_COLUMNS: tuple[str, ...] = ("q_star", "behavior_logits", "teacher_logits")
 
 

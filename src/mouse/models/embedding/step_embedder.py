@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from tensordict import TensorDict
 from torch import nn
 
+from mouse.contract import PAD_KEY, STEP_KEYS
 from mouse.models.embedding.fourier import FourierFeatures
 
 __all__ = ["EMBEDDING_DEFAULTS", "StepEmbedder", "TokenType", "resolve_embedding_kwargs"]
@@ -258,6 +259,14 @@ class StepEmbedder(nn.Module):
         if step_stream.batch_dims != 2:
             raise ValueError(f"step_stream must have batch_size [B, S], got {list(step_stream.batch_size)}.")
         B, S = step_stream.batch_size
+        if S < 1:
+            raise ValueError(f"step_stream has S={S} steps; a window needs at least one step.")
+        unknown = sorted(set(step_stream.keys()) - set(STEP_KEYS) - {PAD_KEY})
+        if unknown:
+            raise ValueError(
+                f"step_stream has unknown field(s) {unknown}; the step record's fields are "
+                f"{[*STEP_KEYS, PAD_KEY]} (fields the model does not embed, e.g. q_star, are ignored)."
+            )
         needed = [k for k in ("action", "reward", "done", "time", "obs_discrete") if self.use[k]]
         needed += [k for k in ("obs_continuous", "obs_image") if self.use[k]]
         missing = [k for k in needed if k not in step_stream.keys()]
@@ -288,8 +297,8 @@ class StepEmbedder(nn.Module):
             if not self.use[key]:
                 continue
             x = step_stream.get(key)
-            if not x.is_floating_point():
-                raise ValueError(f"step_stream['{key}'] must be floating point (float32), got {x.dtype}.")
+            if x.dtype != torch.float32:
+                raise ValueError(f"step_stream['{key}'] must be floating point float32, got {x.dtype}.")
             finite = torch.isfinite(x)
             if not bool(finite.all()):
                 bad = x[~finite][0].item()
@@ -300,6 +309,13 @@ class StepEmbedder(nn.Module):
             )
         if "pad" in step_stream.keys() and step_stream.get("pad").dtype != torch.bool:
             raise ValueError(f"step_stream['pad'] must be bool, got {step_stream.get('pad').dtype}.")
+        if "pad" in step_stream.keys():
+            all_pad = step_stream.get("pad").all(dim=1)
+            if bool(all_pad.any()):
+                row = int(all_pad.nonzero()[0, 0])
+                raise ValueError(
+                    f"step_stream['pad'] marks every step of window {row} as PAD; nothing to embed."
+                )
 
     # -------------------------------------------------------------------------------------- forward
     def _chunks(self, feats: torch.Tensor, proj: nn.Linear, chunk: nn.Embedding | None) -> torch.Tensor:
