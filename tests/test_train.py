@@ -386,3 +386,42 @@ def test_settings_that_do_not_fit_the_data_fail_before_training(tmp_path, in_pro
     with pytest.raises(ValueError, match="hub.repo_id='me/model' asks for a Hub push but HF_HUB_OFFLINE"):
         run_training(compose_cfg([*TINY, "hub.repo_id=me/model"]), tmp_path / "c")
     assert not any((tmp_path / d / "checkpoints").exists() for d in "abc")
+
+
+def test_resume_with_another_model_size_names_the_key(tmp_path, in_process):
+    from mouse.train.trainer import run_training
+
+    overrides = [*TINY, "logger=none", "trainer.steps=2", "trainer.eval_num_tasks=0"]
+    run_training(compose_cfg(overrides), tmp_path / "run")
+    bigger = [*overrides, "trainer.steps=4", "trainer.resume=true", "backbone.num_hidden_layers=2"]
+    with pytest.raises(ValueError, match=r"backbone.num_hidden_layers=2 \(checkpoint: 1\)"):
+        run_training(compose_cfg(bigger), tmp_path / "run")
+
+
+def test_resume_from_a_truncated_or_dangling_last(tmp_path, in_process):
+    from mouse.train.trainer import run_training
+
+    overrides = [
+        *TINY,
+        "logger=none",
+        "trainer.steps=4",
+        "trainer.checkpoint_every=2",
+        "trainer.eval_num_tasks=0",
+    ]
+    run_training(compose_cfg(overrides), tmp_path / "run")
+    ckpts = tmp_path / "run" / "checkpoints"
+    weights = ckpts / "step-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a kill in the middle of the write
+    again = [*overrides, "trainer.steps=6", "trainer.resume=true"]
+    with pytest.raises(
+        ValueError,
+        match=r"step-4/model.safetensors is truncated or corrupt; point checkpoints/last at step-2",
+    ):
+        run_training(compose_cfg(again), tmp_path / "run")
+    shutil.rmtree(ckpts / "step-4")  # now `last` dangles: loud warning, then the newest step
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"points to 'step-4', which does not exist; using the newest checkpoint .*step-2",
+    ):
+        result = run_training(compose_cfg(again), tmp_path / "run")
+    assert result.step == 6

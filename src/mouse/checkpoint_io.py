@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,15 @@ def find_last_checkpoint(root: str | os.PathLike) -> Path | None:
     if last.is_symlink() and last.resolve().is_dir():
         return root / os.readlink(last)
     found = list_checkpoints(root)
+    if last.is_symlink():  # dangling: its target is gone (a kill between writing and pruning?)
+        fallback = found[-1][1] if found else None
+        warnings.warn(
+            f"{last} points to {os.readlink(last)!r}, which does not exist; "
+            + (f"using the newest checkpoint {fallback} instead" if fallback else "no checkpoint is left"),
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return fallback
     return found[-1][1] if found else None
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from mouse.checkpoint_io import previous_valid_checkpoint, read_model_config, safetensors_is_complete
 from mouse.data import WindowLoader
 from mouse.data.augment import AugmentConfig, augment
 from mouse.device import resolve_device
@@ -123,6 +124,42 @@ def check_context(cfg: C.TrainConfig, model: torch.nn.Module) -> None:
             f"positions ({model.tokens_per_step} token(s) per step) but backbone.max_position_embeddings="
             f"{cfg.backbone.max_position_embeddings} holds {limit} steps; lower trainer.seq_len or raise "
             "backbone.max_position_embeddings"
+        )
+
+
+def _config_key(path: tuple[str, ...]) -> str:
+    """The mouse-train key of a ``Model`` kwargs path: ``("backbone_kwargs", "num_hidden_layers")`` →
+    ``backbone.num_hidden_layers``; ``("sp_head_kwargs", "num_layers")`` → ``heads.sp.num_layers``."""
+    head, *rest = path
+    if head == "backbone_kwargs":
+        prefix = "backbone"
+    elif head == "embedding_kwargs":
+        prefix = "model.embedding"
+    elif head.endswith("_head_kwargs"):
+        prefix = f"heads.{head.removesuffix('_head_kwargs')}"
+    elif head == "action_head":
+        prefix = "heads.action_head"
+    else:
+        prefix = f"model.{head}"
+    return ".".join([prefix, *rest])
+
+
+def _diff(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), (*path, str(k)))]
+    return [] if a == b else [(path, a, b)]
+
+
+def check_same_model(current: dict[str, Any], stored: dict[str, Any], folder: Path) -> None:
+    """Resuming needs the checkpoint's architecture: ValueError naming each config key whose value
+    differs between this run and ``folder/config.json`` (before any weight is read)."""
+    diffs = _diff(json.loads(json.dumps(current)), stored)
+    if diffs:
+        parts = [f"{_config_key(p)}={now!r} (checkpoint: {then!r})" for p, now, then in diffs[:4]]
+        raise ValueError(
+            f"cannot resume from {folder}: this run's model differs from the checkpoint's in "
+            f"{'; '.join(parts)}; resume with the checkpoint's settings (its train_config.yaml) or "
+            "start a new run directory"
         )
 
 
@@ -253,6 +290,16 @@ class Trainer:
         """Load model + trainer state from checkpoint ``folder``; returns the stored logger run id."""
         from safetensors.torch import load_model as load_weights
 
+        check_same_model(self.model.config, read_model_config(folder), folder)
+        weights = folder / "model.safetensors"
+        if not safetensors_is_complete(weights):
+            previous = previous_valid_checkpoint(folder)
+            fix = (
+                f"point checkpoints/last at {previous.name} (ln -sfn {previous.name} {folder.parent / 'last'})"
+                if previous is not None
+                else "start the run again without trainer.resume"
+            )
+            raise ValueError(f"{weights} is truncated or corrupt; {fix}")
         load_weights(self.model, str(folder / "model.safetensors"), strict=True, device=str(self.device))
         state = load_state(folder)
         self.optimizer.load_state_dict(state["optimizer"])
