@@ -425,3 +425,13 @@ def test_resume_from_a_truncated_or_dangling_last(tmp_path, in_process):
     ):
         result = run_training(compose_cfg(again), tmp_path / "run")
     assert result.step == 6
+
+
+def test_short_streams_error_offers_the_config_key_that_skips_them(tmp_path, in_process):
+    from mouse.train.trainer import run_training
+
+    short = [*TINY, "logger=none", "trainer.steps=1", "trainer.eval_num_tasks=0", "trainer.seq_len=61"]
+    with pytest.raises(ValueError, match=r"shorter than seq_len=61.*data.allow_short_streams=true"):
+        run_training(compose_cfg(short), tmp_path / "a")
+    with pytest.raises(ValueError, match=r"every stream is shorter than seq_len=61"):  # the key is real
+        run_training(compose_cfg([*short, "data.allow_short_streams=true"]), tmp_path / "b")

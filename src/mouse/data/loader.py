@@ -112,7 +112,8 @@ class WindowLoader:
             sid = int(self.dataset.columns["stream_id"][offsets[s]])
             raise ValueError(
                 f"stream {s} (stream_id {sid}) has {lengths[s]} records, shorter than seq_len={self.seq_len}; "
-                "lower seq_len or pass allow_short_streams=True to skip such streams"
+                "lower seq_len or pass allow_short_streams=True to skip such streams "
+                "(mouse-train: trainer.seq_len, data.allow_short_streams=true)"
             )
         self.num_skipped_streams = int(short.sum())
         if self.num_skipped_streams == len(lengths):

@@ -292,6 +292,7 @@ class DataConfig:
     cache_dir: Optional[str] = None  # None = $MOUSE_CACHE_DIR or ~/.cache/mouse/datasets
     sampling: Sampling = Sampling.random
     prefetch: int = 2  # batches built ahead in a thread; 0 = none
+    allow_short_streams: bool = False  # skip streams shorter than trainer.seq_len (default: an error)
     augment: AugmentNode = field(default_factory=AugmentNode)  # mouse.data.AugmentConfig fields (all off)
 
 

@@ -250,6 +250,7 @@ class Trainer:
             sampling=cfg.data.sampling.value,
             seed=seed + get_rank(),  # each rank draws its own windows
             prefetch=cfg.data.prefetch,
+            allow_short_streams=cfg.data.allow_short_streams,
             pin_memory=self.device.type == "cuda",
             device=self.device,
         )
