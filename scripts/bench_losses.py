@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_losses.py            # B=64, S=128, A=18, CPU
     .venv/bin/python scripts/bench_losses.py --device cuda --repeats 50
 
-Prints one line per loss (and per sp loss_type): median milliseconds of forward + backward.
+Prints one line per loss (and per sp loss_type): median milliseconds of forward + backward, then
+the ratios vec_dqn / dqn and two-hot / symlog-MSE value loss.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def main() -> None:
         f"B={args.batch} S={args.seq} A={args.actions} D={args.vec_dim} device={args.device} "
         f"threads={torch.get_num_threads()} torch={torch.__version__}"
     )
+    medians: dict[str, float] = {}
     for label, spec, cfg, remap in cases:
         leaves = {k: out[k].detach().clone().requires_grad_(True) for k in out.keys()}
         for dst, src in remap.items():
@@ -102,9 +104,12 @@ def main() -> None:
             loss, _ = spec.compute(stream, model_out, cfg)
             loss.backward()
 
-        print(
-            f"{label:>18s}: {time_it(step, args.repeats, args.device):8.2f} ms (forward + backward + metrics)"
-        )
+        medians[label] = time_it(step, args.repeats, args.device)
+        print(f"{label:>18s}: {medians[label]:8.2f} ms (forward + backward + metrics)")
+    print(
+        f"ratios: vec_dqn / dqn = {medians['vec_dqn'] / medians['dqn']:.1f}, "
+        f"value[two_hot] / value (symlog-MSE) = {medians['value[two_hot]'] / medians['value']:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -67,7 +67,11 @@ def test_check_reward_transform_and_the_protocol():
 
     cfg: RewardTransformConfig = Reward()
     check_reward_transform(cfg)
-    for field, bad in (("normalize_reward_eps", 0.0), ("normalize_reward_std_target", -1.0), ("reward_scale", math.nan)):
+    for field, bad in (
+        ("normalize_reward_eps", 0.0),
+        ("normalize_reward_std_target", -1.0),
+        ("reward_scale", math.nan),
+    ):
         with pytest.raises(ValueError, match=field):
             check_reward_transform(dataclasses.replace(cfg, **{field: bad}))
 

@@ -7,8 +7,8 @@ import torch
 from tensordict import TensorDict
 
 from mouse.losses.dqn import DqnLossConfig, dqn_loss
-from mouse.losses.vec_dqn import VecDqnLossConfig, vec_dqn_loss
-from mouse.models.heads.vec_dqn import vec_dqn_scores
+from mouse.losses.vec_dqn import VecDqnLossConfig, vec_dqn_loss, zero_angle_vectors
+from mouse.models.heads.vec_dqn import rope_rotate, vec_dqn_scores
 
 
 def stream(action, reward, done, **extra):
@@ -44,7 +44,9 @@ def test_dqn_hand_computed():
     assert loss.item() == pytest.approx((0.25 + 1.0) / 2)
     assert m["dqn_q_values_target"] == pytest.approx(2.25)
     assert m["dqn_q_values_mean"] == pytest.approx(2.5) and m["dqn_q_values_min"] == 2.0
-    assert m["dqn_q_values_max"] == 3.0 and m["dqn_q_values_std"] == pytest.approx(0.5)
+    # Bessel-corrected std of the taken values (2, 3), as torch.std: sqrt(0.5) (population: 0.5)
+    assert m["dqn_q_values_max"] == 3.0 and m["dqn_q_values_std"] == pytest.approx(math.sqrt(0.5))
+    assert m["dqn_q_values_std"] == pytest.approx(torch.tensor([2.0, 3.0]).std().item())
     assert m["dqn_pairs"] == 2 and m["dqn_masked_pairs"] == 0
     # gamma_terminal bootstraps the terminal transition: 2 + 0.25*7 = 3.75 vs 3
     loss, _ = dqn_loss(s, out(), DqnLossConfig(gamma=0.5, gamma_terminal=0.25))
@@ -77,11 +79,13 @@ def test_dqn_reward_normalisation_per_row():
         normalize_reward_std_target=2.0,
         normalize_reward_eps=1e-12,
     )
-    # rewards of the pairs (1, 3): mean 2, std 1 -> (-1, 1) * 2 = (-2, 2); gamma 0: targets are rewards
+    # rewards of the pairs (1, 3): mean 2, Bessel std sqrt(2) (as torch.std; population std 1)
+    # -> (-1, 1) / sqrt(2) * 2 = (-sqrt 2, sqrt 2); gamma 0: targets are rewards
     _, m = dqn_loss(s, out(), cfg)
     assert m["dqn_q_values_target"] == pytest.approx(0.0, abs=1e-6)
     loss, _ = dqn_loss(s, out(), cfg)
-    assert loss.item() == pytest.approx(((2 + 2) ** 2 + (3 - 2) ** 2) / 2, rel=1e-5)
+    r2 = math.sqrt(2.0)
+    assert loss.item() == pytest.approx(((2 + r2) ** 2 + (3 - r2) ** 2) / 2, rel=1e-5)
 
 
 def test_dqn_cql_penalty():
@@ -162,10 +166,15 @@ def test_vec_dqn_hand_computed_rotation():
     on, tg = vecs([0.0, 3.0], target_next)
     loss, _ = vec_dqn_loss(s, on, tg, VecDqnLossConfig(reward_scale=1.0, reward_shift=math.pi / 2))
     assert loss.item() == pytest.approx(2.0, abs=1e-6)
-    # metrics: |score| / pi of the online vectors at the last position (all ones: pi/4 each)
-    assert m["vec_dqn_score_abs_mean"] == pytest.approx(0.25)
-    assert m["vec_dqn_score_abs_min"] == pytest.approx(0.25) and m["vec_dqn_score_abs_max"] == pytest.approx(
-        0.25
+    # metrics: |score| / pi of the online vectors at the last position; a score is an action's
+    # angular lead over the others, so identical vectors (all ones) score 0
+    assert m["vec_dqn_score_abs_mean"] == pytest.approx(0.0, abs=1e-7)
+    on, tg = vecs([-2.0, 0.0], target_next)
+    with torch.no_grad():
+        on[0, 1] = torch.tensor([[1.0, 0.0], [0.0, 2.0]])  # angles 0 and pi/2: scores -pi/2, +pi/2
+    _, m = vec_dqn_loss(s, on, tg, VecDqnLossConfig())
+    assert m["vec_dqn_score_abs_min"] == pytest.approx(0.5) and m["vec_dqn_score_abs_max"] == pytest.approx(
+        0.5
     )
 
 
@@ -197,3 +206,86 @@ def test_vec_dqn_masking_and_errors():
         vec_dqn_loss(s[:, :1], on[:, :1], tg[:, :1], VecDqnLossConfig())
     with pytest.raises(ValueError, match="tau"):
         VecDqnLossConfig(tau=2.0)
+
+
+def _rope_by_hand(x, theta):
+    """Rotate each consecutive pair (2k, 2k+1) of x [..., D] by theta [...]."""
+    c, s = torch.cos(theta)[..., None], torch.sin(theta)[..., None]
+    out = torch.empty_like(x)
+    out[..., 0::2] = x[..., 0::2] * c - x[..., 1::2] * s
+    out[..., 1::2] = x[..., 0::2] * s + x[..., 1::2] * c
+    return out
+
+
+def _scores_by_hand(vecs):
+    v = torch.nn.functional.normalize(vecs, dim=-1)
+    rot = _rope_by_hand(v, torch.full(v.shape[:-1], math.pi / 2))
+    sin = torch.einsum("...id,...ad->...ia", rot, v)
+    return torch.atan2(sin, torch.einsum("...id,...ad->...ia", v, v)).sum(dim=-2)
+
+
+def _random_window(b, s, a, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        TensorDict(
+            action=torch.randint(0, a, (b, s), generator=g),
+            reward=torch.randn(b, s, generator=g),
+            done=torch.zeros(b, s, dtype=torch.long),  # no terminal/truncated record
+            batch_size=[b, s],
+        ),
+        g,
+    )
+
+
+def test_dqn_without_terminal_records_is_the_seeds_formula():
+    st, g = _random_window(3, 7, 4, 0)
+    q, qt = torch.randn(3, 7, 4, generator=g), torch.randn(3, 7, 4, generator=g)
+    cfg = DqnLossConfig(gamma=0.9, normalize_reward_mean=True, normalize_reward_std=True, reward_scale=0.5)
+    loss, m = dqn_loss(st, TensorDict(dqn=q, dqn_target=qt, batch_size=[3, 7]), cfg)
+    r = st["reward"][:, 1:]
+    r = r - r.mean(dim=1, keepdim=True)
+    r = r / (r.std(dim=1, keepdim=True) + cfg.normalize_reward_eps) * 0.5  # torch.std: Bessel
+    taken = q[:, :-1].gather(-1, st["action"][:, 1:, None]).squeeze(-1)
+    target = r + 0.9 * qt[:, 1:].amax(-1)
+    assert loss.item() == pytest.approx(((taken - target) ** 2).mean().item(), rel=1e-6)
+    assert m["dqn_q_values_std"] == pytest.approx(taken.std().item(), rel=1e-6)
+    assert m["dqn_masked_pairs"] == 0
+
+
+def test_vec_dqn_without_terminal_records_is_the_seeds_formula():
+    b, s, a, d = 3, 6, 5, 8
+    st, g = _random_window(b, s, a, 1)
+    on = torch.randn(b, s, a, d, generator=g, requires_grad=True)
+    tg = torch.randn(b, s, a, d, generator=g)
+    cfg = VecDqnLossConfig(normalize_reward_std=True, reward_scale=2.0, reward_shift=0.1)
+    loss, m = vec_dqn_loss(st, on, tg, cfg)
+    r = st["reward"][:, 1:]
+    theta = r / (r.std(dim=1, keepdim=True) + cfg.normalize_reward_eps) * 2.0 + 0.1
+    greedy = _scores_by_hand(tg[:, 1:]).argmax(-1)
+    nxt = tg[:, 1:].gather(2, greedy[..., None, None].expand(b, s - 1, 1, d)).squeeze(2)
+    cur = on[:, :-1].gather(2, st["action"][:, 1:, None, None].expand(b, s - 1, 1, d)).squeeze(2)
+    expected = (1 - torch.nn.functional.cosine_similarity(cur, _rope_by_hand(nxt, theta), dim=-1)).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    (grad,) = torch.autograd.grad(loss, on)
+    (expected_grad,) = torch.autograd.grad(expected, on)
+    torch.testing.assert_close(grad, expected_grad)
+    score = _scores_by_hand(on[:, -1].detach()).abs() / math.pi
+    assert m["vec_dqn_score_abs_max"] == pytest.approx(score.max().item(), rel=1e-5)
+    assert m["vec_dqn_score_abs_mean"] == pytest.approx(score.mean().item(), rel=1e-5)
+
+
+def test_zero_angle_vectors_use_the_consecutive_pair_layout():
+    ref = zero_angle_vectors(torch.randn(2, 3, 6))
+    assert ref.shape == (2, 3, 6)
+    torch.testing.assert_close(ref[0, 0], torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0]) / math.sqrt(3))
+    torch.testing.assert_close(ref.norm(dim=-1), torch.ones(2, 3))
+    # rotating the reference by theta puts every pair at angle theta
+    rot = rope_rotate(ref, torch.tensor(0.7))
+    torch.testing.assert_close(torch.atan2(rot[..., 1::2], rot[..., 0::2]), torch.full((2, 3, 3), 0.7))
+
+
+def test_vec_dqn_rejects_actions_outside_the_head():
+    s = stream([0, 2], [0.0, 1.0], [0, 0])
+    on, tg = torch.randn(1, 2, 2, 4), torch.randn(1, 2, 2, 4)
+    with pytest.raises(ValueError, match=r"action 2 is outside \[0, A=2\)"):
+        vec_dqn_loss(s, on, tg, VecDqnLossConfig())

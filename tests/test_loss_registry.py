@@ -5,11 +5,10 @@ import dataclasses
 import pytest
 import torch
 from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, ReadonlyConfigError, ValidationError
 from tensordict import TensorDict
 
 from mouse.losses import LOSSES, LossConfig, LossSpec
-from mouse.losses.base import metrics_to_host, normalize_rewards, transition_pairs, writable_structured
+from mouse.losses.base import metrics_to_host, normalize_rewards, transition_pairs
 
 NAMES = ["dqn", "vec_dqn", "sp", "sv", "vtrace", "value"]
 
@@ -94,26 +93,6 @@ def test_compute_runs_every_loss_with_gradients_to_online_heads_only(name):
             assert grad is None or grad.abs().sum() == 0, key
 
 
-def test_writable_structured_accepts_overrides_and_still_validates():
-    @dataclasses.dataclass
-    class Losses:
-        dqn: LOSSES["dqn"].config_cls = dataclasses.field(default_factory=LOSSES["dqn"].config_cls)
-        sp: LOSSES["sp"].config_cls = dataclasses.field(default_factory=LOSSES["sp"].config_cls)
-
-    with pytest.raises(ReadonlyConfigError):  # why the helper exists: frozen dataclasses are read-only
-        OmegaConf.merge(OmegaConf.structured(Losses), OmegaConf.from_dotlist(["dqn.weight=1"]))
-    node = writable_structured(Losses)
-    merged = OmegaConf.merge(node, OmegaConf.from_dotlist(["dqn.weight=1", "sp.loss_type=js"]))
-    built = OmegaConf.to_object(merged)
-    assert built.dqn == LOSSES["dqn"].config_cls(weight=1.0) and built.sp.loss_type == "js"
-    with pytest.raises(ConfigKeyError, match="wieght"):
-        OmegaConf.merge(node, OmegaConf.from_dotlist(["dqn.wieght=1"]))
-    with pytest.raises(ValidationError):
-        OmegaConf.merge(node, OmegaConf.from_dotlist(["dqn.weight=abc"]))
-    with pytest.raises(ValueError, match="loss_type"):
-        OmegaConf.to_object(OmegaConf.merge(node, OmegaConf.from_dotlist(["sp.loss_type=xx"])))
-
-
 def test_compute_errors():
     stream, out = make_batch()
     with pytest.raises(TypeError, match="DqnLossConfig"):
@@ -141,7 +120,17 @@ def test_normalize_rewards_uses_valid_pairs_only():
     r = torch.tensor([[1.0, 3.0, 100.0]])
     valid = torch.tensor([[True, True, False]])
     out = normalize_rewards(r, valid, mean=True, std=True, eps=0.0, std_target=2.0)
-    assert torch.allclose(out[0, :2], torch.tensor([-2.0, 2.0]))
+    # mean 2, Bessel-corrected std sqrt(2) as torch.std (the population std would be 1)
+    assert torch.allclose(out[0, :2], torch.tensor([-1.0, 1.0]) / torch.tensor([1.0, 3.0]).std() * 2.0)
+    assert torch.allclose(out[0, :2], torch.tensor([-2.0, 2.0]) / 2**0.5)
+    # std only (no mean subtraction): r / std(r) over the valid pairs
+    out = normalize_rewards(r, valid, mean=False, std=True, eps=0.0, std_target=1.0)
+    assert torch.allclose(out[0, :2], torch.tensor([1.0, 3.0]) / 2**0.5)
+    # a single valid pair has std 0 (torch.std would give NaN): r / eps
+    one = normalize_rewards(
+        r, torch.tensor([[True, False, False]]), mean=True, std=True, eps=0.5, std_target=1.0
+    )
+    assert one[0, 0] == 0.0 and torch.isfinite(one).all()
     assert torch.equal(normalize_rewards(r, valid, False, False, 1e-8, 1.0), r)
 
 

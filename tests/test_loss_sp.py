@@ -32,24 +32,87 @@ def test_hard_ce_and_label_smoothing_on_the_support():
 
 
 def test_soft_losses_hand_computed_with_temperature():
+    # the temperature softens the teacher only; no T^2 factor except on js (the seed's formulas)
     t = 2.0
     q = torch.tensor([[0.0, 2 * math.log(3.0)]])  # teacher softmax(q / 2) = (1/4, 3/4)
     p = [0.25, 0.75]
-    same = q.clone()  # student == teacher
-    assert sp_soft_ce_loss(q, same, t).item() == pytest.approx(t * t * entropy(p), rel=1e-5)
+    same = q / t  # student softmax(logits) == teacher
+    assert sp_soft_ce_loss(q, same, t).item() == pytest.approx(entropy(p), rel=1e-5)
     assert sp_kl_loss(q, same, t).item() == pytest.approx(0.0, abs=1e-6)
     assert sp_kl_loss(q, same, t, direction="bwd").item() == pytest.approx(0.0, abs=1e-6)
     assert sp_js_loss(q, same, t).item() == pytest.approx(0.0, abs=1e-6)
-    # uniform student: KL(P||U) = log 2 - H(P); KL(U||P) = -log 2 - mean log P; times T^2
+    # uniform student: KL(P||U) = log 2 - H(P); KL(U||P) = -log 2 - mean log P
     uni = torch.zeros(1, 2)
-    assert sp_kl_loss(q, uni, t).item() == pytest.approx(t * t * (LN2 - entropy(p)), rel=1e-5)
+    assert sp_kl_loss(q, uni, t).item() == pytest.approx(LN2 - entropy(p), rel=1e-5)
     kl_bwd = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
-    assert sp_kl_loss(q, uni, t, direction="bwd").item() == pytest.approx(t * t * kl_bwd, rel=1e-5)
+    assert sp_kl_loss(q, uni, t, direction="bwd").item() == pytest.approx(kl_bwd, rel=1e-5)
     ce_bwd = -(0.5 * math.log(0.25) + 0.5 * math.log(0.75))
-    assert sp_soft_ce_loss(q, uni, t, direction="bwd").item() == pytest.approx(t * t * ce_bwd, rel=1e-5)
+    assert sp_soft_ce_loss(q, uni, t, direction="bwd").item() == pytest.approx(ce_bwd, rel=1e-5)
     m = [0.375, 0.625]
     js = 0.5 * sum(a * math.log(a / b) for a, b in zip(p, m)) + 0.5 * sum(0.5 * math.log(0.5 / b) for b in m)
     assert sp_js_loss(q, uni, t).item() == pytest.approx(t * t * js, rel=1e-5)
+
+
+def test_temperature_4_one_row_three_actions_by_hand():
+    """T = 4, q = (0, 4 ln 2, 8 ln 2): teacher softmax(q / 4) = (1, 2, 4) / 7; the student
+    logits (0, ln 2, 0) give softmax (1, 2, 1) / 4 at any temperature (it is not tempered)."""
+    t = 4.0
+    q = torch.tensor([[0.0, 4 * LN2, 8 * LN2]])
+    logits = torch.tensor([[0.0, LN2, 0.0]])
+    p = [1 / 7, 2 / 7, 4 / 7]
+    s = [1 / 4, 2 / 4, 1 / 4]
+    ce_fwd = -sum(pi * math.log(si) for pi, si in zip(p, s))
+    ce_bwd = -sum(si * math.log(pi) for pi, si in zip(p, s))
+    kl_fwd = sum(pi * math.log(pi / si) for pi, si in zip(p, s))
+    kl_bwd = sum(si * math.log(si / pi) for pi, si in zip(p, s))
+    mid = [(pi + si) / 2 for pi, si in zip(p, s)]
+    js = 0.5 * sum(pi * math.log(pi / mi) for pi, mi in zip(p, mid)) + 0.5 * sum(
+        si * math.log(si / mi) for si, mi in zip(s, mid)
+    )
+    expected = {
+        "ce-soft-fwd": ce_fwd,  # 1.1883; MOUSE gave 17.76 (student tempered too, times T^2)
+        "ce-soft-bwd": ce_bwd,
+        "kl-fwd": kl_fwd,
+        "kl-bwd": kl_bwd,
+        "js": t * t * js,  # the seed's sp_js_loss keeps the T^2 factor
+    }
+    assert sp_soft_ce_loss(q, logits, t).item() == pytest.approx(ce_fwd, rel=1e-6)
+    assert sp_soft_ce_loss(q, logits, t, direction="bwd").item() == pytest.approx(ce_bwd, rel=1e-6)
+    assert sp_kl_loss(q, logits, t).item() == pytest.approx(kl_fwd, rel=1e-6)
+    assert sp_kl_loss(q, logits, t, direction="bwd").item() == pytest.approx(kl_bwd, rel=1e-6)
+    assert sp_js_loss(q, logits, t).item() == pytest.approx(t * t * js, rel=1e-6)
+    # sp_loss follows the same rule for every loss_type (ce ignores the temperature)
+    stream = TensorDict(q_star=q[None], batch_size=[1, 1])
+    for loss_type, value in expected.items():
+        loss, _ = sp_loss(stream, logits[None], SpLossConfig(loss_type=loss_type, temperature=t))
+        assert loss.item() == pytest.approx(value, rel=1e-6), loss_type
+    loss, _ = sp_loss(stream, logits[None], SpLossConfig(loss_type="ce", temperature=t))
+    assert loss.item() == pytest.approx(-math.log(1 / 4), rel=1e-6)
+    # label smoothing 0.3 mixes uniform mass into the teacher only
+    p_eps = [0.7 * pi + 0.1 for pi in p]
+    smoothed = -sum(pi * math.log(si) for pi, si in zip(p_eps, s))
+    assert sp_soft_ce_loss(q, logits, t, 0.3).item() == pytest.approx(smoothed, rel=1e-6)
+
+
+def test_sp_loss_calls_the_public_helpers():
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(2, 3, 5, generator=g)
+    q[0, 0, 1] = -INF
+    q[1, 2] = -INF  # a skipped row
+    logits = torch.randn(2, 3, 5, generator=g)
+    stream = TensorDict(q_star=q, batch_size=[2, 3])
+    rows, student = q.reshape(-1, 5), logits.reshape(-1, 5)
+    for loss_type, helper in (
+        ("ce-soft-fwd", lambda: sp_soft_ce_loss(rows, student, 3.0, 0.1)),
+        ("ce-soft-bwd", lambda: sp_soft_ce_loss(rows, student, 3.0, 0.1, direction="bwd")),
+        ("kl-fwd", lambda: sp_kl_loss(rows, student, 3.0, 0.1)),
+        ("kl-bwd", lambda: sp_kl_loss(rows, student, 3.0, 0.1, direction="bwd")),
+        ("js", lambda: sp_js_loss(rows, student, 3.0, 0.1)),
+    ):
+        loss, _ = sp_loss(
+            stream, logits, SpLossConfig(loss_type=loss_type, temperature=3.0, label_smoothing=0.1)
+        )
+        assert torch.equal(loss, helper()), loss_type
 
 
 @pytest.mark.parametrize("loss_type", ["kl-fwd", "kl-bwd", "js"])
@@ -58,7 +121,7 @@ def test_divergences_vanish_when_student_equals_teacher(loss_type):
     q = torch.randn(6, 5, generator=g)
     q[0, 1] = -INF  # invalid action: the student is free there for kl-bwd, masked in teacher
     s = TensorDict(q_star=q.view(2, 3, 5), batch_size=[2, 3])
-    logits = q.clamp_min(-30.0).view(2, 3, 5)
+    logits = (q / 0.7).clamp_min(-30.0).view(2, 3, 5)  # softmax(logits) = the teacher softmax(q / T)
     loss, _ = sp_loss(s, logits, SpLossConfig(loss_type=loss_type, temperature=0.7))
     assert loss.item() == pytest.approx(0.0, abs=1e-5)
 

@@ -220,9 +220,10 @@ def test_get_action_greedy_trim_and_head_choice():
         make_model(ModelNone, {}, action_head="policy")
     with pytest.raises(ValueError, match="action_head must name an enabled head"):
         make_model(ModelNone, {}, action_head="dqn", dqn_head_kwargs={})
-    # vec_dqn: the score is the angle sum, so the action with the largest angle wins
+    # vec_dqn: the score is the summed angular lead, so the action with the largest angle wins
+    # (planes are consecutive pairs (2k, 2k+1): both planes of each vector carry the action's angle)
     angles = torch.tensor([0.1, 0.9, -0.5, 0.3])
-    vecs = torch.stack((torch.cos(angles), torch.cos(angles), torch.sin(angles), torch.sin(angles)), dim=-1)
+    vecs = torch.stack((torch.cos(angles), torch.sin(angles), torch.cos(angles), torch.sin(angles)), dim=-1)
     out = TensorDict({"vec_dqn": vecs.expand(2, 1, 4, 4)}, batch_size=[2, 1])
     assert model.get_action(out, temperature=0.0).tolist() == [1, 1]
 

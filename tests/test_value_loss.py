@@ -12,9 +12,11 @@ from mouse.losses.value import (
     symexp,
     symlog,
     two_hot_bins,
+    two_hot_cross_entropy,
     two_hot_decode,
     two_hot_encode,
     value_loss,
+    value_prediction,
 )
 
 
@@ -154,3 +156,65 @@ def test_value_errors():
         value_loss(s, TensorDict(batch_size=[1, 3]), ValueLossConfig())
     with pytest.raises(ValueError, match="S >= 2"):
         value_loss(s[:, :1], out([0.0]), ValueLossConfig())
+
+
+def test_two_hot_cross_entropy_reads_two_bins_and_matches_the_dense_formula():
+    g = torch.Generator().manual_seed(0)
+    for k in (2, 11, 255):
+        logits = (torch.randn(4, 6, k, generator=g) * 4).requires_grad_(True)
+        x = torch.randn(4, 6, generator=g) * 50
+        x[0, 0], x[0, 1] = 1e12, -1e12  # outside the grid: the edge bins
+        dense = -(two_hot_encode(x, k) * torch.log_softmax(logits, -1)).sum(-1)
+        (g_dense,) = torch.autograd.grad(dense.sum(), logits)
+        ce = two_hot_cross_entropy(logits, x)
+        (g_ce,) = torch.autograd.grad(ce.sum(), logits)
+        torch.testing.assert_close(ce, dense, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(g_ce, g_dense, rtol=1e-6, atol=1e-7)
+        with torch.no_grad():
+            probs = torch.softmax(logits, -1)
+        torch.testing.assert_close(two_hot_cross_entropy(logits, x, probs), ce)
+    x64 = torch.randn(3, 11, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda z: two_hot_cross_entropy(z, torch.tensor([0.3, -4.0, 9.0])), (x64,)
+    )
+
+
+def test_value_prediction_decodes_two_hot_critics_only():
+    k = 11
+    v = torch.tensor([[0.5, -3.0]])
+    logits = torch.log(two_hot_encode(v, k)).clamp_min(-80)
+    two_hot = value_prediction(logits, ValueLossConfig(loss_type="two_hot", num_bins=k))
+    torch.testing.assert_close(two_hot, v, rtol=1e-5, atol=1e-6)
+    assert value_prediction(v, ValueLossConfig()) is v  # a scalar critic is its own prediction
+
+
+def test_two_hot_value_loss_equals_the_dense_cross_entropy_over_the_window():
+    g = torch.Generator().manual_seed(3)
+    b, s, k = 3, 9, 21
+    done = torch.zeros(b, s, dtype=torch.long)
+    done[:, 4] = 1
+    stream_ = TensorDict(
+        action=torch.zeros(b, s, dtype=torch.long),
+        reward=torch.randn(b, s, generator=g) * 5,
+        done=done,
+        batch_size=[b, s],
+    )
+    logits = (torch.randn(b, s, k, generator=g) * 2).requires_grad_(True)
+    cfg = ValueLossConfig(loss_type="two_hot", num_bins=k, gamma=0.9, lambda_=0.8)
+    loss, m = value_loss(stream_, TensorDict(value=logits, batch_size=[b, s]), cfg)
+    (grad,) = torch.autograd.grad(loss, logits)
+    # the same formula written densely: decoded critic -> lambda-returns -> two-hot CE, gamma^t weights
+    with torch.no_grad():
+        v = two_hot_decode(logits)
+        valid = done[:, :-1] == 0
+        disc = torch.where(valid, 0.9 * (done[:, 1:] != 1).float(), torch.zeros(b, s - 1))
+        rew = torch.where(valid, stream_["reward"][:, 1:], v[:, :-1])
+        target = lambda_returns(rew, disc, v[:, 1:], 0.8)
+    per = -(two_hot_encode(target, k) * torch.log_softmax(logits[:, :-1], -1)).sum(-1) * 0.9 ** torch.arange(
+        s - 1
+    )
+    dense = (per * valid).sum() / valid.sum()
+    (dense_grad,) = torch.autograd.grad(dense, logits)
+    assert loss.item() == pytest.approx(dense.item(), rel=1e-6)
+    torch.testing.assert_close(grad, dense_grad, rtol=1e-5, atol=1e-8)
+    assert m["value_target_mean"] == pytest.approx(target[valid].mean().item(), rel=1e-6)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
 from tensordict import TensorDict
 
 __all__ = [
@@ -42,7 +41,6 @@ __all__ = [
     "require_key",
     "transformed_reward_pairs",
     "transition_pairs",
-    "writable_structured",
 ]
 
 DONE_ALIVE, DONE_TERMINAL, DONE_TRUNCATED = 0, 1, 2
@@ -113,30 +111,6 @@ class LossConfig:
         if unknown:
             raise KeyError(f"{cls.__name__} has no field(s) {unknown}; valid fields: {names}.")
         return cls(**dict(values))
-
-
-def writable_structured(schema: Any) -> DictConfig:
-    """``OmegaConf.structured(schema)`` with the read-only flags cleared.
-
-    OmegaConf marks the node of a *frozen* dataclass (every loss config, at any depth) read-only,
-    so Hydra overrides like ``loss.dqn.weight=1`` would fail with "Cannot set value of read-only
-    config node". Store this node in Hydra's ConfigStore instead: keys and types are still checked
-    and ``OmegaConf.to_object`` still builds (and validates) the frozen dataclasses.
-    """
-    node = OmegaConf.structured(schema)
-    _clear_readonly(node)
-    return node
-
-
-def _clear_readonly(node: DictConfig | ListConfig) -> None:
-    node._set_flag("readonly", None)
-    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
-    for key in keys:
-        child = node._get_node(key)
-        if isinstance(child, DictConfig | ListConfig):
-            _clear_readonly(child)
-        elif child is not None:
-            child._set_flag("readonly", None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -222,18 +196,21 @@ def normalize_rewards(
     eps: float,
     std_target: float,
 ) -> torch.Tensor:
-    """Per-row reward normalisation over the row's valid pairs: subtract the mean (``mean``), then
-    divide by (population std + ``eps``) and multiply by ``std_target`` (``std``). ``[B, N]`` in/out."""
+    """Per-row reward normalisation over the row's valid pairs (``[B, N]`` in/out): subtract the
+    mean (``mean``), then divide by (std + ``eps``) and multiply by ``std_target`` (``std``).
+
+    The std is Bessel-corrected like ``torch.std`` (divisor ``n - 1`` over the row's ``n`` valid
+    pairs); a row with a single valid pair has std 0 (where ``torch.std`` would give NaN)."""
     if not (mean or std):
         return reward
     w = valid.to(reward.dtype)
-    count = w.sum(dim=1, keepdim=True).clamp_min(1.0)
-    row_mean = (reward * w).sum(dim=1, keepdim=True) / count
+    count = w.sum(dim=1, keepdim=True)
+    row_mean = (reward * w).sum(dim=1, keepdim=True) / count.clamp_min(1.0)
     if mean:
         reward = reward - row_mean
         row_mean = torch.zeros_like(row_mean)
     if std:
-        var = (((reward - row_mean) * w) ** 2).sum(dim=1, keepdim=True) / count
+        var = (((reward - row_mean) * w) ** 2).sum(dim=1, keepdim=True) / (count - 1.0).clamp_min(1.0)
         reward = reward / (var.sqrt() + eps) * std_target
     return reward
 
@@ -293,10 +270,12 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def masked_stats(x: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Mean, population std, min and max of ``x`` over ``mask`` without a host sync (0 if empty)."""
+    """Mean, std, min and max of ``x`` over ``mask`` without a host sync (all 0 if the mask is
+    empty). The std is Bessel-corrected like ``torch.std`` (divisor ``n - 1``; 0 when ``n = 1``)."""
     x = x.detach()
     mean = masked_mean(x, mask)
-    std = masked_mean((x - mean) ** 2, mask).sqrt()
+    n = mask.sum().to(x.dtype)
+    std = (((x - mean) ** 2 * mask.to(x.dtype)).sum() / (n - 1.0).clamp_min(1.0)).sqrt()
     empty = ~mask.any()
     lo = torch.where(mask, x, torch.full_like(x, float("inf"))).amin()
     hi = torch.where(mask, x, torch.full_like(x, float("-inf"))).amax()

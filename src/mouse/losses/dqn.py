@@ -1,4 +1,11 @@
-"""Two-head one-step DQN loss (Mnih et al. 2015) with an optional CQL penalty (Kumar et al. 2020)."""
+"""Two-head one-step DQN loss (Mnih et al. 2015) with an optional CQL penalty (Kumar et al. 2020).
+
+Kept on purpose (beyond the seed's formula, which pairs every ``t`` with ``t+1`` alike): a pair whose
+record ``t`` is terminal/truncated took no action and is masked out of the loss, the reward
+normalisation and the metrics; on a window with no such pair the values are the seed's formula.
+Standard deviations (``normalize_reward_std``, ``dqn_q_values_std``) are Bessel-corrected, as
+``torch.std``. Metric names carry the ``dqn_`` prefix.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +43,7 @@ class DqnLossConfig(LossConfig):
     gamma_truncated: float = 0.0  # discount of a transition into a truncated record (done=2)
     tau: float = 0.01  # Polyak rate of the target head
     normalize_reward_mean: bool = False  # subtract the per-row mean reward
-    normalize_reward_std: bool = False  # divide by the per-row reward std (+ eps)
+    normalize_reward_std: bool = False  # divide by the per-row reward std (Bessel-corrected, + eps)
     normalize_reward_eps: float = 1e-8
     normalize_reward_std_target: float = 1.0  # std of the normalised rewards
     use_xformed_reward: bool = False  # TD reward from step_stream['xformed_reward']
@@ -70,7 +77,8 @@ def dqn_loss(
     Pairs whose record ``t`` is terminal/truncated (``done[t] != 0``) take no action and are masked
     out of the loss, the reward normalisation and the metrics (counted in ``dqn_masked_pairs``).
     Metrics: dqn_loss (the TD part), dqn_cql_penalty, dqn_q_values_{mean,std,min,max} (of the
-    taken actions), dqn_q_values_target (mean TD target), dqn_pairs, dqn_masked_pairs.
+    taken actions; std Bessel-corrected), dqn_q_values_target (mean TD target), dqn_pairs,
+    dqn_masked_pairs.
     """
     q = require_key(out, "dqn", "dqn", "Build the model with a dqn head (dqn_head_kwargs.num_layers > 0).")
     q_target = require_key(out, "dqn_target", "dqn", "The dqn loss needs the target head's output too.")

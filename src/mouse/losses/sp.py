@@ -2,11 +2,17 @@
 
 Teacher rows are value-like scores ``[N, A]`` (``q_star``, the exploring teacher's
 ``teacher_logits``, or the executed next action); ``-inf`` marks an action outside the teacher's
-support (probability 0). The teacher distribution is ``P = softmax(q / T)`` with label smoothing
-``P <- (1 - eps) P + eps * uniform(support)`` applied to the teacher only; the student is
-``Q = softmax(logits / T)``. Soft losses are multiplied by ``T^2`` (Hinton et al. 2015, "Distilling
-the Knowledge in a Neural Network") so gradients keep their scale across temperatures.
-Behaviour cloning of the next action is the Algorithm Distillation objective (Laskin et al. 2022).
+support (probability 0). As in the seed's helpers, the teacher distribution is
+``P = softmax(q / T)`` with label smoothing ``P <- (1 - eps) P + eps * uniform(support)`` applied to
+the teacher only, and the student is ``Q = softmax(logits)``: the temperature ``T`` softens the
+teacher only. Soft cross-entropy and KL are not rescaled; Jensen-Shannon is multiplied by ``T^2``
+(the seed's ``sp_js_loss``). At ``T = 1`` no scaling applies anywhere. ``ce`` is the cross-entropy
+to the (smoothed) one-hot argmax of the teacher (temperature unused). Behaviour cloning of the
+next action is the Algorithm Distillation objective (Laskin et al. 2022).
+
+Each formula is implemented once, in the public helpers :func:`sp_soft_ce_loss`, :func:`sp_kl_loss`
+and :func:`sp_js_loss`; :func:`sp_loss` builds the teacher/student rows and calls them. Metric names
+carry the ``sp_`` prefix.
 """
 
 from __future__ import annotations
@@ -36,7 +42,6 @@ __all__ = [
     "sp_js_loss",
     "sp_kl_loss",
     "sp_loss",
-    "sp_per_row_loss",
     "sp_soft_ce_loss",
 ]
 
@@ -52,7 +57,7 @@ class SpLossConfig(LossConfig):
     weight: float = 0.0
     label_smoothing: float = 0.0  # uniform mass mixed into the teacher, in [0, 1]
     loss_type: str = "ce"  # ce | ce-soft-fwd | ce-soft-bwd | js | kl-fwd | kl-bwd
-    temperature: float = 1.0  # > 0; softens teacher and student (soft losses only)
+    temperature: float = 1.0  # > 0; softens the teacher only (soft losses); js is scaled by T^2
     target: str = "q_star"  # q_star | teacher (teacher_logits) | next_action (behaviour cloning)
 
     def __post_init__(self) -> None:
@@ -73,14 +78,6 @@ def _check_temperature(temperature: float, name: str = "temperature") -> None:
         raise ValueError(f"{name} must be a number > 0, got {temperature!r}.")
     if not math.isfinite(temperature):
         raise ValueError(f"{name} must be finite, got {temperature!r}.")
-
-
-def _check_rows(q_targets: torch.Tensor, logits: torch.Tensor) -> None:
-    if q_targets.dim() != 2 or q_targets.shape != logits.shape:
-        raise ValueError(
-            f"q_targets and logits must be aligned [N, A] rows, got {list(q_targets.shape)} and "
-            f"{list(logits.shape)}."
-        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -105,6 +102,26 @@ def _support(q_targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return support | ~has_row.unsqueeze(-1), has_row
 
 
+def _prepare(
+    q_targets: torch.Tensor, logits: torch.Tensor, temperature: float, label_smoothing: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check the arguments of a helper; return ``(q_targets, logits)`` in float32 or wider."""
+    if q_targets.dim() != 2 or q_targets.shape != logits.shape:
+        raise ValueError(
+            f"q_targets and logits must be aligned [N, A] rows, got {list(q_targets.shape)} and "
+            f"{list(logits.shape)}."
+        )
+    _check_temperature(temperature)
+    if (
+        isinstance(label_smoothing, bool)
+        or not isinstance(label_smoothing, int | float)
+        or not 0.0 <= label_smoothing <= 1.0
+    ):
+        raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}.")
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return q_targets.to(logits.dtype), logits
+
+
 def _teacher_log_probs(
     q_targets: torch.Tensor, temperature: float, label_smoothing: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -124,77 +141,49 @@ def _plogp_diff(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
 
 
 def _masked_log_softmax(logits: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    """The student's log-probabilities renormalised over the teacher's support."""
     return torch.log_softmax(logits.masked_fill(~support, -math.inf), dim=-1)
 
 
-def sp_per_row_loss(
-    q_targets: torch.Tensor,
-    logits: torch.Tensor,
-    loss_type: str,
-    temperature: float = 1.0,
-    label_smoothing: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row supervised policy loss ``[N]`` and the mask ``[N]`` of rows with a finite teacher entry.
-
-    ``ce`` is the cross-entropy to the (smoothed) one-hot argmax of ``q_targets`` (temperature
-    unused); the other types are the soft losses of the module docstring, times ``T^2``. Reverse
-    directions (``ce-soft-bwd``, ``kl-bwd``) are only defined on the teacher's support, so there the
-    student is renormalised over the support. Rows without a finite entry give 0 and mask False.
-    """
-    _check_rows(q_targets, logits)
-    check = SpLossConfig(loss_type=loss_type, temperature=temperature, label_smoothing=label_smoothing)
-    t = float(check.temperature)
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    q_targets = q_targets.to(logits.dtype)
-    if loss_type == "ce":
-        support, has_row = _support(q_targets)
-        best = q_targets.masked_fill(~support, -math.inf).argmax(dim=-1, keepdim=True)
-        hard = torch.full_like(q_targets, -math.inf).scatter(-1, best, 0.0)
-        p = _smooth(hard, support, label_smoothing).exp()
-        row = -(p * torch.log_softmax(logits, dim=-1)).sum(dim=-1)
-        return torch.where(has_row, row, torch.zeros_like(row)), has_row
-    log_p, support, has_row = _teacher_log_probs(q_targets, t, label_smoothing)
-    student = logits / t
-    if loss_type == "ce-soft-fwd":
-        row = -(log_p.exp() * torch.log_softmax(student, dim=-1)).sum(dim=-1)
-    elif loss_type == "kl-fwd":
-        row = _plogp_diff(log_p, torch.log_softmax(student, dim=-1))
-    elif loss_type == "ce-soft-bwd":
-        log_q = _masked_log_softmax(student, support)
-        row = -(log_q.exp() * log_p.masked_fill(~support, 0.0)).sum(dim=-1)
-    elif loss_type == "kl-bwd":
-        row = _plogp_diff(_masked_log_softmax(student, support), log_p)
-    else:  # js
-        log_q = torch.log_softmax(student, dim=-1)
-        log_m = torch.logaddexp(log_p, log_q) - math.log(2.0)
-        row = 0.5 * _plogp_diff(log_p, log_m) + 0.5 * _plogp_diff(log_q, log_m)
-    row = row * t * t
-    return torch.where(has_row, row, torch.zeros_like(row)), has_row
-
-
-def _mean_rows(row: torch.Tensor, has_row: torch.Tensor) -> torch.Tensor:
-    return masked_mean(row, has_row)
-
-
-def _directed(kind: str, direction: str) -> str:
-    """The loss_type ``f"{kind}-{direction}"``; raise ValueError unless ``direction`` is fwd or bwd."""
+def _check_direction(direction: str) -> None:
     if direction not in _DIRECTIONS:
         raise ValueError(f"direction must be one of {list(_DIRECTIONS)}, got {direction!r}.")
-    return f"{kind}-{direction}"
+
+
+def _mean_kept_rows(row: torch.Tensor, has_row: torch.Tensor) -> torch.Tensor:
+    """Mean of ``row [N]`` over the rows with a finite teacher entry (0 when there is none)."""
+    return masked_mean(torch.where(has_row, row, torch.zeros_like(row)), has_row)
+
+
+def _hard_ce_loss(q_targets: torch.Tensor, logits: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """``ce``: cross-entropy to the one-hot argmax of ``q_targets`` smoothed on its support; mean
+    over the rows with a finite teacher entry."""
+    q_targets, logits = _prepare(q_targets, logits, 1.0, label_smoothing)
+    support, has_row = _support(q_targets)
+    best = q_targets.masked_fill(~support, -math.inf).argmax(dim=-1, keepdim=True)
+    hard = torch.full_like(q_targets, -math.inf).scatter(-1, best, 0.0)
+    p = _smooth(hard, support, label_smoothing).exp()
+    return _mean_kept_rows(-(p * torch.log_softmax(logits, dim=-1)).sum(dim=-1), has_row)
 
 
 # --------------------------------------------------------------------------------------------------
-# the seed's helpers
+# the seed's helpers: one implementation of each formula, also used by sp_loss
 # --------------------------------------------------------------------------------------------------
 def sp_js_loss(
     q_targets: torch.Tensor, logits: torch.Tensor, temperature: float, label_smoothing: float = 0.0
 ) -> torch.Tensor:
     """Jensen–Shannon loss between teacher ``q_targets [N, A]`` and student ``logits [N, A]`` (aligned rows).
 
-    ``JS = 0.5 KL(P||M) + 0.5 KL(Q||M)``, ``M = (P + Q) / 2``, mean over rows, times ``T^2``;
-    ``temperature`` must be > 0; label smoothing applies to the teacher only.
+    ``P = softmax(q / T)`` (label smoothing on the teacher only), ``Q = softmax(logits)``;
+    ``JS = 0.5 KL(P||M) + 0.5 KL(Q||M)`` with ``M = (P + Q) / 2``, mean over rows with a finite
+    teacher entry, times ``T^2``. ``temperature`` must be > 0.
     """
-    return _mean_rows(*sp_per_row_loss(q_targets, logits, "js", temperature, label_smoothing))
+    q_targets, logits = _prepare(q_targets, logits, temperature, label_smoothing)
+    log_p, _, has_row = _teacher_log_probs(q_targets, temperature, label_smoothing)
+    log_q = torch.log_softmax(logits, dim=-1)
+    log_m = torch.logaddexp(log_p, log_q) - math.log(2.0)
+    row = 0.5 * _plogp_diff(log_p, log_m) + 0.5 * _plogp_diff(log_q, log_m)
+    return _mean_kept_rows(row * (temperature * temperature), has_row)
 
 
 def sp_kl_loss(
@@ -204,13 +193,20 @@ def sp_kl_loss(
     label_smoothing: float = 0.0,
     direction: str = "fwd",
 ) -> torch.Tensor:
-    """Temperature-scaled KL between teacher ``q_targets`` and student ``logits`` (``[N, A]`` rows).
+    """KL between the teacher ``P = softmax(q_targets / T)`` and the student ``Q = softmax(logits)``
+    (``[N, A]`` rows; label smoothing on the teacher only; no ``T^2`` factor).
 
-    ``direction='fwd'``: ``KL(P_teacher || Q_student)``; ``'bwd'``: ``KL(Q_student || P_teacher)``
-    on the teacher's support. Mean over rows, times ``T^2``.
+    ``direction='fwd'``: ``KL(P || Q)``; ``'bwd'``: ``KL(Q || P)`` on the teacher's support (the
+    student renormalised there). Mean over rows with a finite teacher entry.
     """
-    loss_type = _directed("kl", direction)
-    return _mean_rows(*sp_per_row_loss(q_targets, logits, loss_type, temperature, label_smoothing))
+    _check_direction(direction)
+    q_targets, logits = _prepare(q_targets, logits, temperature, label_smoothing)
+    log_p, support, has_row = _teacher_log_probs(q_targets, temperature, label_smoothing)
+    if direction == "fwd":
+        row = _plogp_diff(log_p, torch.log_softmax(logits, dim=-1))
+    else:
+        row = _plogp_diff(_masked_log_softmax(logits, support), log_p)
+    return _mean_kept_rows(row, has_row)
 
 
 def sp_soft_ce_loss(
@@ -220,13 +216,22 @@ def sp_soft_ce_loss(
     label_smoothing: float = 0.0,
     direction: str = "fwd",
 ) -> torch.Tensor:
-    """Directional soft cross-entropy between teacher ``q_targets`` and student ``logits`` (``[N, A]``).
+    """Directional soft cross-entropy between the teacher ``P = softmax(q_targets / T)`` and the
+    student ``Q = softmax(logits)`` (``[N, A]`` rows; label smoothing on the teacher only; no ``T^2``
+    factor).
 
-    ``direction='fwd'``: ``H(P_teacher, Q_student) = -sum P log Q``; ``'bwd'``:
-    ``H(Q_student, P_teacher) = -sum Q log P`` on the teacher's support. Mean over rows, times ``T^2``.
+    ``direction='fwd'``: ``H(P, Q) = -sum P log Q``; ``'bwd'``: ``H(Q, P) = -sum Q log P`` on the
+    teacher's support (the student renormalised there). Mean over rows with a finite teacher entry.
     """
-    loss_type = _directed("ce-soft", direction)
-    return _mean_rows(*sp_per_row_loss(q_targets, logits, loss_type, temperature, label_smoothing))
+    _check_direction(direction)
+    q_targets, logits = _prepare(q_targets, logits, temperature, label_smoothing)
+    log_p, support, has_row = _teacher_log_probs(q_targets, temperature, label_smoothing)
+    if direction == "fwd":
+        row = -(log_p.exp() * torch.log_softmax(logits, dim=-1)).sum(dim=-1)
+    else:
+        log_q = _masked_log_softmax(logits, support)
+        row = -(log_q.exp() * log_p.masked_fill(~support, 0.0)).sum(dim=-1)
+    return _mean_kept_rows(row, has_row)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -266,8 +271,17 @@ def sp_loss(
     check_shape(logits, (*step_stream.batch_size, None), "sp logits vs step_stream batch_size [B, S]")
     teacher, student = _teacher_rows(step_stream, logits, cfg)
     teacher = teacher.to(student.dtype)
-    row, has_row = sp_per_row_loss(teacher, student, cfg.loss_type, cfg.temperature, cfg.label_smoothing)
-    loss = _mean_rows(row, has_row)
+    t, eps = cfg.temperature, cfg.label_smoothing
+    kind, _, direction = cfg.loss_type.rpartition("-")
+    if cfg.loss_type == "ce":
+        loss = _hard_ce_loss(teacher, student, eps)
+    elif cfg.loss_type == "js":
+        loss = sp_js_loss(teacher, student, t, eps)
+    elif kind == "kl":
+        loss = sp_kl_loss(teacher, student, t, eps, direction)
+    else:  # ce-soft-fwd | ce-soft-bwd
+        loss = sp_soft_ce_loss(teacher, student, t, eps, direction)
+    has_row = torch.isfinite(teacher).any(dim=-1)
 
     with torch.no_grad():
         best = torch.where(torch.isfinite(teacher), teacher, torch.full_like(teacher, -math.inf))

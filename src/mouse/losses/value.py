@@ -34,6 +34,7 @@ __all__ = [
     "symexp",
     "symlog",
     "two_hot_bins",
+    "two_hot_cross_entropy",
     "two_hot_decode",
     "two_hot_encode",
     "value_loss",
@@ -61,22 +62,91 @@ def two_hot_bins(num_bins: int = 255, device=None, dtype: torch.dtype = torch.fl
     return torch.linspace(TWO_HOT_LOW, TWO_HOT_HIGH, num_bins, device=device, dtype=dtype)
 
 
+def _two_hot_weights(x: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(below, w_above)``, both shaped like ``x``: ``symlog(x)`` lies between bins ``below`` and
+    ``below + 1`` (int64), with weight ``w_above`` on the upper one and ``1 - w_above`` on the lower."""
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    # bin position in float64 so that grid points and edges land exactly on their bin
+    y = symlog(x.to(torch.float64)).clamp(TWO_HOT_LOW, TWO_HOT_HIGH)
+    pos = (y - TWO_HOT_LOW) * ((num_bins - 1) / (TWO_HOT_HIGH - TWO_HOT_LOW))
+    below = pos.floor().long().clamp(0, num_bins - 2)
+    return below, (pos - below).clamp(0.0, 1.0).to(dtype)
+
+
 def two_hot_encode(x: torch.Tensor, num_bins: int = 255) -> torch.Tensor:
     """Two-hot probabilities ``[..., num_bins]`` of the scalars ``x [...]``, interpolated in symlog space.
 
     Inside the grid ``sum_i p_i b_i = symlog(x)`` exactly; values whose symlog lies outside
     ``[-20, 20]`` (``|x| > 4.85e8``) land on the edge bin, as in DreamerV3.
     """
-    dtype = torch.promote_types(x.dtype, torch.float32)
-    # bin position in float64 so that grid points and edges land exactly on their bin
-    y = symlog(x.to(torch.float64)).clamp(TWO_HOT_LOW, TWO_HOT_HIGH)
-    pos = (y - TWO_HOT_LOW) * ((num_bins - 1) / (TWO_HOT_HIGH - TWO_HOT_LOW))
-    below = pos.floor().long().clamp(0, num_bins - 2)
-    w_above = (pos - below).clamp(0.0, 1.0).to(dtype)
-    probs = torch.zeros(*y.shape, num_bins, dtype=dtype, device=x.device)
+    below, w_above = _two_hot_weights(x, num_bins)
+    probs = torch.zeros(*x.shape, num_bins, dtype=w_above.dtype, device=x.device)
     probs.scatter_(-1, below.unsqueeze(-1), (1.0 - w_above).unsqueeze(-1))
     probs.scatter_add_(-1, (below + 1).unsqueeze(-1), w_above.unsqueeze(-1))
     return probs
+
+
+class _TwoHotCrossEntropy(torch.autograd.Function):
+    """``-sum_i twohot_i log softmax(logits)_i`` per position from the softmax ``probs`` of the
+    logits: ``log softmax(logits)_j = logits_j - lse`` with ``lse = max(logits) - log(max(probs))``
+    (``max(probs) >= 1 / num_bins``, so the log is accurate), and the gradient
+    ``(probs - twohot) * g``. One softmax serves the loss, its gradient and the decoded value.
+    With ``reuse_probs`` the gradient is written into ``probs`` (a buffer the caller gives up), so
+    the backward allocates nothing; a second backward then fails autograd's saved-tensor check."""
+
+    @staticmethod
+    def forward(ctx, logits, probs, below, w_above, reuse_probs):  # noqa: ANN001, ANN205
+        # softmax puts exp(0) / sum on the largest logit, so lse = max logit - log(max prob)
+        lse = logits.amax(dim=-1, keepdim=True) - probs.amax(dim=-1, keepdim=True).log()  # [..., 1]
+        index = torch.stack((below, below + 1), dim=-1)  # [..., 2]
+        lo, hi = (logits.gather(-1, index) - lse).unbind(-1)
+        ctx.save_for_backward(probs, index, w_above)
+        ctx.reuse_probs = reuse_probs
+        return -((1.0 - w_above) * lo + w_above * hi)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        probs, index, w_above = ctx.saved_tensors
+        g = grad.unsqueeze(-1)
+        out = probs.mul_(g) if ctx.reuse_probs else probs * g
+        out.scatter_add_(-1, index, torch.stack((w_above - 1.0, -w_above), dim=-1) * g)
+        return out, None, None, None, None
+
+
+def two_hot_cross_entropy(
+    logits: torch.Tensor, x: torch.Tensor, probs: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``-sum_i two_hot_encode(x)_i * log_softmax(logits)_i``: ``[..., num_bins]`` logits and
+    ``[...]`` scalars -> ``[...]``, differentiable in ``logits``.
+
+    Reads the two non-zero bins only (no ``[..., num_bins]`` target is built); ``probs`` is
+    ``softmax(logits)`` (float32 or wider) when the caller already has it, e.g. from decoding.
+    """
+    return _two_hot_cross_entropy(logits, x, probs, reuse_probs=False)
+
+
+def _two_hot_cross_entropy(
+    logits: torch.Tensor, x: torch.Tensor, probs: torch.Tensor | None, reuse_probs: bool
+) -> torch.Tensor:
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    if probs is None:
+        with torch.no_grad():
+            probs = torch.softmax(logits, dim=-1)
+    below, w_above = _two_hot_weights(x, logits.shape[-1])
+    probs = probs.detach().to(logits.dtype)
+    return _TwoHotCrossEntropy.apply(logits, probs, below, w_above.to(logits.dtype), reuse_probs)
+
+
+def _decode_probs(probs: torch.Tensor) -> torch.Tensor:
+    """``symexp(sum_i p_i b_i)`` of two-hot probabilities ``[..., num_bins]``."""
+    bins = two_hot_bins(probs.shape[-1], probs.device, probs.dtype)
+    flat = probs.reshape(-1, probs.shape[-1])
+    # the weighted sum in slices of ~1 MiB: the same per-row sums without a [..., num_bins] temporary
+    rows = max(1, (1 << 18) // max(1, flat.shape[-1]))
+    sums = (
+        torch.cat([(part * bins).sum(dim=-1) for part in flat.split(rows)]) if flat.numel() else flat.sum(-1)
+    )
+    return symexp(sums.reshape(probs.shape[:-1]))
 
 
 def two_hot_decode(values: torch.Tensor, logits: bool = True) -> torch.Tensor:
@@ -85,9 +155,8 @@ def two_hot_decode(values: torch.Tensor, logits: bool = True) -> torch.Tensor:
     ``values`` are logits (softmax applied) when ``logits`` is True, else probabilities;
     ``num_bins`` is the last dimension.
     """
-    bins = two_hot_bins(values.shape[-1], values.device, torch.promote_types(values.dtype, torch.float32))
-    probs = torch.softmax(values.to(bins.dtype), dim=-1) if logits else values.to(bins.dtype)
-    return symexp((probs * bins).sum(dim=-1))
+    values = values.to(torch.promote_types(values.dtype, torch.float32))
+    return _decode_probs(torch.softmax(values, dim=-1) if logits else values)
 
 
 @torch.no_grad()
@@ -170,7 +239,13 @@ def value_loss(
         )
     value = out["value"]
     _check_value(value, step_stream, cfg)
-    pred = value_prediction(value, cfg).to(torch.promote_types(value.dtype, torch.float32))  # [B, S]
+    probs = None
+    if cfg.loss_type == "two_hot":
+        with torch.no_grad():  # one softmax: the decoded critic (a detached target) and the loss
+            probs = torch.softmax(value.to(torch.promote_types(value.dtype, torch.float32)), dim=-1)
+            pred = _decode_probs(probs)
+    else:
+        pred = value.to(torch.promote_types(value.dtype, torch.float32))  # [B, S]
     if "lambda_target" in step_stream.keys():
         target = step_stream["lambda_target"].to(pred.dtype)
         check_shape(target, tuple(step_stream.batch_size), "step_stream['lambda_target'] ([B, S])")
@@ -185,10 +260,12 @@ def value_loss(
         # a masked pair restarts the recursion: R_t = V(x_t) there
         discounts, rewards = cut_masked_pairs(pairs, cfg.gamma, pairs.reward, v[:, :-1])
         target = lambda_returns(rewards, discounts, v[:, 1:], cfg.lambda_)
-        pred, value = pred[:, :-1], value[:, :-1]
+        pred = pred[:, :-1]
     n = mask.shape[1]
-    if cfg.loss_type == "two_hot":
-        per_pos = -(two_hot_encode(target, cfg.num_bins) * F.log_softmax(value, dim=-1)).sum(dim=-1)
+    if probs is not None:
+        # over the whole window (the last position's target, if missing, is a dummy 0 dropped below)
+        whole = target if n == value.shape[1] else F.pad(target, (0, value.shape[1] - n))
+        per_pos = _two_hot_cross_entropy(value, whole, probs, reuse_probs=True)[:, :n]
     else:
         per_pos = (symlog(pred) - symlog(target)) ** 2
     if cfg.discount_loss:

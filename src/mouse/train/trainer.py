@@ -263,7 +263,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "train_config.yaml").write_text(self.config_yaml)
             metrics_path = self.run_dir / "metrics.jsonl"
-            if resume_from is not None:  # what came after the checkpoint is computed again
+            if resume_from is not None or cfg.trainer.resume_mode == "auto":  # those steps are done again
                 dropped = truncate_metrics(metrics_path, after_step=self.step)
                 if dropped:
                     _info(f"metrics.jsonl: dropped {dropped} line(s) past step {self.step} (they are redone)")
