@@ -25,9 +25,10 @@ def _block(marker: str) -> str:
             "with torch.inference_mode():",
         ),  # build, run, save/load, then KV-cache decode
         ("collect_streams(family",),
+        ("collect_streams(family", "run_streams("),  # the engine snippet reuses the tasks snippet's names
         ('gymnasium.make("mouse/DarkRoom-v0"',),
     ],
-    ids=["model", "tasks", "gymnasium"],
+    ids=["model", "tasks", "engine", "gymnasium"],
 )
 def test_readme_snippet_runs(markers, tmp_path):
     code = "\n".join(_block(m) for m in markers)
