@@ -56,6 +56,12 @@ def _last_step(run_dir: Path) -> int | None:
     return int(last.name.split("-")[1])
 
 
+def _launch(run: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [SCRIPT, *ARGS, f"hydra.run.dir={run}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume_auto(tmp_path):
     env = {**os.environ, "MOUSE_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
@@ -66,19 +72,18 @@ def test_kill_9_at_random_moments_then_resume_auto(tmp_path):
 
     run = tmp_path / "killed"
     rng = random.Random(0)
+    # kill once the run has logged a chosen step, then a random few ms later: inside a step, a
+    # checkpoint write (every EVERY steps) or the pruning that follows it
+    targets = sorted(rng.sample(range(2, STEPS - 1), 6))
     kills = 0
-    for _ in range(30):
-        proc = subprocess.Popen(
-            [SCRIPT, *ARGS, f"hydra.run.dir={run}"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + rng.uniform(4.0, 9.0)  # start-up is a few seconds: kill mid-run
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if proc.poll() is not None:
-            assert proc.returncode == 0, "an uninterrupted attempt failed"
+    for target in targets:
+        proc = _launch(run, env)
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and max(_train_steps(run), default=0) < target:
+            assert time.monotonic() < deadline, "the run made no progress"
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.05))
+        if proc.poll() is not None:  # it finished before the kill landed
             break
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -87,5 +92,7 @@ def test_kill_9_at_random_moments_then_resume_auto(tmp_path):
         if logged:
             assert (saved or 0) >= max(logged) - EVERY, f"kill {kills}: logged {max(logged)}, saved {saved}"
     assert kills >= 3, "the kills never landed while training ran"
+    final = _launch(run, env)
+    assert final.wait(timeout=600) == 0
     assert _train_steps(run) == list(range(1, STEPS + 1))
     assert _losses(run) == _losses(straight)
