@@ -27,10 +27,13 @@ def _block(marker: str) -> str:
         ("collect_streams(family",),
         ("collect_streams(family", "run_streams("),  # the engine snippet reuses the tasks snippet's names
         ('gymnasium.make("mouse/DarkRoom-v0"',),
+        ("MouseDqnLoss(gamma=0.9)",),  # the torchrl training loop (needs the torchrl extra)
     ],
-    ids=["model", "tasks", "engine", "gymnasium"],
+    ids=["model", "tasks", "engine", "gymnasium", "torchrl"],
 )
 def test_readme_snippet_runs(markers, tmp_path):
+    if any("MouseDqnLoss" in m for m in markers):
+        pytest.importorskip("torchrl")  # the optional torchrl extra
     code = "\n".join(_block(m) for m in markers)
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]

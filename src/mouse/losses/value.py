@@ -1,9 +1,18 @@
 """DreamerV3-style value loss (Hafner et al. 2023, "Mastering Diverse Domains through World Models",
 arXiv:2301.04104): symlog squared error or two-hot cross-entropy onto lambda-returns.
 
-The two-hot grid has ``num_bins`` bins uniform in symlog space on ``[-20, 20]`` (255 in the paper);
-a scalar ``x`` is encoded by interpolating ``symlog(x)`` between its two neighbouring bins and
-decoded as ``symexp(sum_i p_i b_i)``.
+The two-hot grid has ``num_bins`` bins uniform in symlog space on ``[-20, 20]`` (255 in the paper).
+Two ways to put a scalar ``x`` on it (``two_hot_space``):
+
+* ``"symlog"`` (default; DreamerV3's reference code): interpolate ``symlog(x)`` between its two
+  neighbouring grid points ``b_i``; decode as ``symexp(sum_i p_i b_i)``.
+* ``"raw"`` (torchrl's ``DreamerV3ValueLoss`` / ``SymExpTwoHot``): the support is the raw values
+  ``B_i = symexp(b_i)`` (made exactly antisymmetric, ``B_{n-1-i} = -B_i``); interpolate ``x`` itself
+  linearly between its two neighbouring ``B_i`` (clamped to ``[B_0, B_{n-1}]``); decode as the raw
+  expectation ``sum_i p_i B_i``.
+
+Both put mass on the same two neighbouring bins; only the split between them (and so the decoded
+value of a given distribution) differs.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from mouse.losses.base import (
 __all__ = [
     "TWO_HOT_HIGH",
     "TWO_HOT_LOW",
+    "TWO_HOT_SPACES",
     "VALUE_LOSS_TYPES",
     "ValueLossConfig",
     "lambda_returns",
@@ -43,6 +53,7 @@ __all__ = [
 
 VALUE_LOSS_TYPES = ("symlog_mse", "two_hot")
 TWO_HOT_LOW, TWO_HOT_HIGH = -20.0, 20.0
+TWO_HOT_SPACES = ("symlog", "raw")  # where two-hot interpolates (see the module docstring)
 
 
 def symlog(x: torch.Tensor) -> torch.Tensor:
@@ -55,17 +66,46 @@ def symexp(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.expm1(x.abs())
 
 
-def two_hot_bins(num_bins: int = 255, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The ``[num_bins]`` bin centres, uniform in symlog space on ``[-20, 20]``."""
+def _check_space(space: str) -> None:
+    if space not in TWO_HOT_SPACES:
+        raise ValueError(f"two-hot space must be one of {list(TWO_HOT_SPACES)}, got {space!r}.")
+
+
+def two_hot_bins(
+    num_bins: int = 255, device=None, dtype: torch.dtype = torch.float32, space: str = "symlog"
+) -> torch.Tensor:
+    """The ``[num_bins]`` bin centres, uniform in symlog space on ``[-20, 20]``: the symlog-space
+    grid ``b_i`` (``space="symlog"``) or the raw support ``symexp(b_i)``, exactly antisymmetric
+    (``space="raw"``, the bins of torchrl's ``DreamerV3ValueLoss``; built in float64, then cast)."""
     if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
         raise ValueError(f"num_bins must be an int >= 2, got {num_bins!r}.")
-    return torch.linspace(TWO_HOT_LOW, TWO_HOT_HIGH, num_bins, device=device, dtype=dtype)
+    _check_space(space)
+    if space == "symlog":
+        return torch.linspace(TWO_HOT_LOW, TWO_HOT_HIGH, num_bins, device=device, dtype=dtype)
+    return _raw_bins(num_bins, device).to(dtype)
 
 
-def _two_hot_weights(x: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(below, w_above)``, both shaped like ``x``: ``symlog(x)`` lies between bins ``below`` and
-    ``below + 1`` (int64), with weight ``w_above`` on the upper one and ``1 - w_above`` on the lower."""
+def _raw_bins(num_bins: int, device=None) -> torch.Tensor:
+    """float64 raw support ``symexp(b_i)``, antisymmetrised so the centre bin (odd ``num_bins``) is 0."""
+    grid = torch.linspace(TWO_HOT_LOW, TWO_HOT_HIGH, num_bins, device=device, dtype=torch.float64)
+    raw = symexp(grid)
+    return (raw - raw.flip(0)) / 2
+
+
+def _two_hot_weights(
+    x: torch.Tensor, num_bins: int, space: str = "symlog"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(below, w_above)``, both shaped like ``x``: ``x`` lies between bins ``below`` and
+    ``below + 1`` (int64), with weight ``w_above`` on the upper one and ``1 - w_above`` on the lower;
+    the weights interpolate ``symlog(x)`` on the symlog grid or ``x`` on the raw support (``space``)."""
     dtype = torch.promote_types(x.dtype, torch.float32)
+    if space == "raw":
+        bins = _raw_bins(num_bins, x.device)
+        y = x.to(torch.float64).clamp(bins[0], bins[-1])
+        below = (torch.searchsorted(bins, y.contiguous(), right=True) - 1).clamp(0, num_bins - 2)
+        lo, hi = bins[below], bins[below + 1]
+        return below, ((y - lo) / (hi - lo)).clamp(0.0, 1.0).to(dtype)
+    _check_space(space)
     # bin position in float64 so that grid points and edges land exactly on their bin
     y = symlog(x.to(torch.float64)).clamp(TWO_HOT_LOW, TWO_HOT_HIGH)
     pos = (y - TWO_HOT_LOW) * ((num_bins - 1) / (TWO_HOT_HIGH - TWO_HOT_LOW))
@@ -73,13 +113,15 @@ def _two_hot_weights(x: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torc
     return below, (pos - below).clamp(0.0, 1.0).to(dtype)
 
 
-def two_hot_encode(x: torch.Tensor, num_bins: int = 255) -> torch.Tensor:
-    """Two-hot probabilities ``[..., num_bins]`` of the scalars ``x [...]``, interpolated in symlog space.
+def two_hot_encode(x: torch.Tensor, num_bins: int = 255, space: str = "symlog") -> torch.Tensor:
+    """Two-hot probabilities ``[..., num_bins]`` of the scalars ``x [...]``, interpolated in symlog
+    space (``space="symlog"``) or in raw value space (``space="raw"``, torchrl's encoding).
 
-    Inside the grid ``sum_i p_i b_i = symlog(x)`` exactly; values whose symlog lies outside
-    ``[-20, 20]`` (``|x| > 4.85e8``) land on the edge bin, as in DreamerV3.
+    Inside the grid ``sum_i p_i b_i = symlog(x)`` (symlog) or ``sum_i p_i symexp(b_i) = x`` (raw)
+    exactly; values whose symlog lies outside ``[-20, 20]`` (``|x| > 4.85e8``) land on the edge bin,
+    as in DreamerV3.
     """
-    below, w_above = _two_hot_weights(x, num_bins)
+    below, w_above = _two_hot_weights(x, num_bins, space)
     probs = torch.zeros(*x.shape, num_bins, dtype=w_above.dtype, device=x.device)
     probs.scatter_(-1, below.unsqueeze(-1), (1.0 - w_above).unsqueeze(-1))
     probs.scatter_add_(-1, (below + 1).unsqueeze(-1), w_above.unsqueeze(-1))
@@ -114,49 +156,71 @@ class _TwoHotCrossEntropy(torch.autograd.Function):
 
 
 def two_hot_cross_entropy(
-    logits: torch.Tensor, x: torch.Tensor, probs: torch.Tensor | None = None
+    logits: torch.Tensor, x: torch.Tensor, probs: torch.Tensor | None = None, space: str = "symlog"
 ) -> torch.Tensor:
-    """``-sum_i two_hot_encode(x)_i * log_softmax(logits)_i``: ``[..., num_bins]`` logits and
-    ``[...]`` scalars -> ``[...]``, differentiable in ``logits``.
+    """``-sum_i two_hot_encode(x, space=space)_i * log_softmax(logits)_i``: ``[..., num_bins]``
+    logits and ``[...]`` scalars -> ``[...]``, differentiable in ``logits``.
 
     Reads the two non-zero bins only (no ``[..., num_bins]`` target is built); ``probs`` is
     ``softmax(logits)`` (float32 or wider) when the caller already has it, e.g. from decoding.
     """
-    return _two_hot_cross_entropy(logits, x, probs, reuse_probs=False)
+    return _two_hot_cross_entropy(logits, x, probs, reuse_probs=False, space=space)
 
 
 def _two_hot_cross_entropy(
-    logits: torch.Tensor, x: torch.Tensor, probs: torch.Tensor | None, reuse_probs: bool
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    probs: torch.Tensor | None,
+    reuse_probs: bool,
+    space: str = "symlog",
 ) -> torch.Tensor:
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     if probs is None:
         with torch.no_grad():
             probs = torch.softmax(logits, dim=-1)
-    below, w_above = _two_hot_weights(x, logits.shape[-1])
+    below, w_above = _two_hot_weights(x, logits.shape[-1], space)
     probs = probs.detach().to(logits.dtype)
     return _TwoHotCrossEntropy.apply(logits, probs, below, w_above.to(logits.dtype), reuse_probs)
 
 
-def _decode_probs(probs: torch.Tensor) -> torch.Tensor:
-    """``symexp(sum_i p_i b_i)`` of two-hot probabilities ``[..., num_bins]``."""
-    bins = two_hot_bins(probs.shape[-1], probs.device, probs.dtype)
-    flat = probs.reshape(-1, probs.shape[-1])
+def _decode_probs(probs: torch.Tensor, space: str = "symlog") -> torch.Tensor:
+    """``symexp(sum_i p_i b_i)`` (symlog) or ``sum_i p_i symexp(b_i)`` (raw) of two-hot
+    probabilities ``[..., num_bins]``."""
+    num_bins = probs.shape[-1]
+    flat = probs.reshape(-1, num_bins)
+    if space == "raw":
+        # the raw support is antisymmetric: pair bin n-1-i with bin i, sum (p_hi - p_lo) * B_hi, so
+        # mirrored mass cancels exactly (a uniform critic decodes to 0, not to float32 round-off of
+        # +-4.85e8-sized terms); the centre bin of an odd grid is 0 and drops out
+        half = num_bins // 2
+        bins = _raw_bins(num_bins, probs.device)[num_bins - half :].to(probs.dtype)
+
+        def part_sums(part: torch.Tensor) -> torch.Tensor:
+            return ((part[:, num_bins - half :] - part[:, :half].flip(-1)) * bins).sum(dim=-1)
+    else:
+        _check_space(space)
+        bins = two_hot_bins(num_bins, probs.device, probs.dtype)
+
+        def part_sums(part: torch.Tensor) -> torch.Tensor:
+            return (part * bins).sum(dim=-1)
+
     # the weighted sum in slices of ~1 MiB: the same per-row sums without a [..., num_bins] temporary
     rows = max(1, (1 << 18) // max(1, flat.shape[-1]))
-    sums = (
-        torch.cat([(part * bins).sum(dim=-1) for part in flat.split(rows)]) if flat.numel() else flat.sum(-1)
-    )
-    return symexp(sums.reshape(probs.shape[:-1]))
+    sums = torch.cat([part_sums(part) for part in flat.split(rows)]) if flat.numel() else flat.sum(-1)
+    sums = sums.reshape(probs.shape[:-1])
+    return sums if space == "raw" else symexp(sums)
 
 
-def two_hot_decode(values: torch.Tensor, logits: bool = True) -> torch.Tensor:
-    """Scalars ``[...]`` of a two-hot critic ``[..., num_bins]``: ``symexp(sum_i p_i b_i)``.
+def two_hot_decode(values: torch.Tensor, logits: bool = True, space: str = "symlog") -> torch.Tensor:
+    """Scalars ``[...]`` of a two-hot critic ``[..., num_bins]``: ``symexp(sum_i p_i b_i)``
+    (``space="symlog"``) or the raw expectation ``sum_i p_i symexp(b_i)`` (``space="raw"``, torchrl's
+    decoding).
 
     ``values`` are logits (softmax applied) when ``logits`` is True, else probabilities;
     ``num_bins`` is the last dimension.
     """
     values = values.to(torch.promote_types(values.dtype, torch.float32))
-    return _decode_probs(torch.softmax(values, dim=-1) if logits else values)
+    return _decode_probs(torch.softmax(values, dim=-1) if logits else values, space)
 
 
 @torch.no_grad()
@@ -184,10 +248,14 @@ class ValueLossConfig(LossConfig):
     discount_loss: bool = True  # weight position t of the window by gamma^t
     gamma: float = 0.99  # discount; 0 after a terminal record
     lambda_: float = 0.95  # lambda of the lambda-returns
+    # two_hot only: interpolate targets (and decode the critic) in symlog space (DreamerV3's code) or
+    # linearly between the raw symexp-spaced bins (torchrl's DreamerV3ValueLoss)
+    two_hot_space: str = "symlog"  # symlog | raw
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice(self, "loss_type", VALUE_LOSS_TYPES)
+        check_choice(self, "two_hot_space", TWO_HOT_SPACES)
         if isinstance(self.num_bins, bool) or not isinstance(self.num_bins, int) or self.num_bins < 2:
             raise ValueError(f"ValueLossConfig.num_bins must be an int >= 2, got {self.num_bins!r}.")
         check_range(self, "gamma", 0.0, 1.0)
@@ -196,7 +264,7 @@ class ValueLossConfig(LossConfig):
 
 def value_prediction(value: torch.Tensor, cfg: ValueLossConfig) -> torch.Tensor:
     """Scalar values ``[B, S]`` of ``out['value']`` (decoded when it is a two-hot critic)."""
-    return two_hot_decode(value) if cfg.loss_type == "two_hot" else value
+    return two_hot_decode(value, space=cfg.two_hot_space) if cfg.loss_type == "two_hot" else value
 
 
 def _check_value(value: torch.Tensor, step_stream: TensorDict, cfg: ValueLossConfig) -> None:
@@ -229,7 +297,8 @@ def value_loss(
     bootstraps from its value), bootstrap ``V(x_{S-1})``. Pairs whose record ``t`` is
     terminal/truncated take no action: no target there, and the return recursion restarts from
     ``V(x_{t})`` (counted in ``value_masked``). Per position: ``(symlog V - symlog R)^2``
-    (symlog_mse, torchrl's DreamerV3ValueLoss) or ``-sum twohot(R) log softmax(logits)`` (two_hot),
+    (symlog_mse, torchrl's DreamerV3ValueLoss) or ``-sum twohot(R) log softmax(logits)`` (two_hot,
+    interpolated in ``cfg.two_hot_space``, which also decodes the critic for the bootstrap and metrics),
     weighted by ``gamma^t`` (window position) when ``discount_loss``; mean over kept positions.
     Metrics: value_loss, value_mean, value_target_mean, value_positions, value_masked.
     """
@@ -243,7 +312,7 @@ def value_loss(
     if cfg.loss_type == "two_hot":
         with torch.no_grad():  # one softmax: the decoded critic (a detached target) and the loss
             probs = torch.softmax(value.to(torch.promote_types(value.dtype, torch.float32)), dim=-1)
-            pred = _decode_probs(probs)
+            pred = _decode_probs(probs, cfg.two_hot_space)
     else:
         pred = value.to(torch.promote_types(value.dtype, torch.float32))  # [B, S]
     if "lambda_target" in step_stream.keys():
@@ -265,7 +334,8 @@ def value_loss(
     if probs is not None:
         # over the whole window (the last position's target, if missing, is a dummy 0 dropped below)
         whole = target if n == value.shape[1] else F.pad(target, (0, value.shape[1] - n))
-        per_pos = _two_hot_cross_entropy(value, whole, probs, reuse_probs=True)[:, :n]
+        per_pos = _two_hot_cross_entropy(value, whole, probs, reuse_probs=True, space=cfg.two_hot_space)
+        per_pos = per_pos[:, :n]
     else:
         per_pos = (symlog(pred) - symlog(target)) ** 2
     if cfg.discount_loss:
