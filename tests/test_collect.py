@@ -146,3 +146,33 @@ def test_ensure_dataset_collects_once(tmp_path, monkeypatch):
     other = ensure_dataset(cfg, cache_dir=tmp_path / "elsewhere")
     assert _files(other) == _files(path)
     assert [p.name for p in (tmp_path / "elsewhere").iterdir()] == [path.name]  # no temp dirs left
+
+
+def test_console_script_prints_one_line_errors(tmp_path):
+    """A bad input is one ``mouse-collect: error: ...`` line on stderr and exit code 2 (no traceback);
+    ``hub.repo_id`` while offline fails before any collection work."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    cases = [
+        ([], "mouse-collect needs output=DIR"),
+        (
+            [f"output={tmp_path / 'd'}", "hub.repo_id=me/data"],
+            "asks for a Hub push but HF_HUB_OFFLINE is set",
+        ),
+    ]
+    for args, message in cases:
+        proc = subprocess.run(
+            [SCRIPT, "task=darkroom", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert (
+            proc.stderr.strip().splitlines()[-1].startswith("mouse-collect: error: ")
+            and message in proc.stderr
+        )
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "d").exists()

@@ -133,7 +133,14 @@ def test_cross_field_checks_name_the_key(override, message):
 
 
 def test_enums_are_strict():
-    for override in ("trainer.precision=fp16", "logger=none logger.kind=mlflow", "optim.schedule=linear"):
+    for override in (
+        "trainer.precision=fp16",
+        "logger=none logger.kind=mlflow",
+        "optim.schedule=linear",
+        "data.sampling=foo",
+        "heads.action_head=policy",
+        "loss.sp.target=teachr",
+    ):
         with pytest.raises(Exception, match=override.split("=")[-2].split()[-1].split(".")[-1]):
             _compose("train", override.split())
 

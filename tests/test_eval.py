@@ -191,3 +191,16 @@ def test_mouse_eval_console_script_end_to_end(tmp_path):
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode != 0
     assert "checkpoint" in bad.stderr and "nope" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_checkpoint_cannot_read_a_secret_through_an_interpolation(tmp_path, monkeypatch):
+    """train_config.yaml comes from the Hub too: ``${oc.env:HF_TOKEN}`` must never be resolved or echoed."""
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
+    run_dir = _checkpoint(tmp_path)
+    (run_dir / "checkpoints" / "step-3" / "train_config.yaml").write_text(
+        "trainer:\n  seq_len: ${oc.env:HF_TOKEN}\n"
+    )
+    with pytest.raises(ValueError) as err:
+        run(_compose(f"checkpoint={run_dir}", "episodes=1"), tmp_path / "out")
+    assert "trainer.seq_len must be an integer" in str(err.value)
+    assert "hf_secret_value_123" not in str(err.value) and "${oc.env:HF_TOKEN}" in str(err.value)

@@ -435,3 +435,14 @@ def test_short_streams_error_offers_the_config_key_that_skips_them(tmp_path, in_
         run_training(compose_cfg(short), tmp_path / "a")
     with pytest.raises(ValueError, match=r"every stream is shorter than seq_len=61"):  # the key is real
         run_training(compose_cfg([*short, "data.allow_short_streams=true"]), tmp_path / "b")
+
+
+def test_console_script_prints_one_line_errors(tmp_path, env):
+    """A bad input is one ``mouse-train: error: ...`` line on stderr and exit code 2, no traceback
+    (``HYDRA_FULL_ERROR=1`` brings it back)."""
+    quiet = {k: v for k, v in env.items() if k != "HYDRA_FULL_ERROR"}
+    bad = run_cli(["data=local", f"data.path={tmp_path / 'nope'}"], quiet, cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("mouse-train: error: dataset ")
+    loud = run_cli(["data=local", f"data.path={tmp_path / 'nope'}"], env, cwd=tmp_path, check=False)
+    assert loud.returncode != 0 and "Traceback" in loud.stderr

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import huggingface_hub
+from huggingface_hub import constants as hf_constants
 
 from mouse.checkpoint_io import CHECKPOINT_FILES, CONFIG_FILE, MODEL_FILES, WEIGHTS_FILE
 
@@ -85,7 +86,7 @@ def check_push_target(repo_id: str, key: str = "hub.repo_id") -> None:
     principle (``HF_HUB_OFFLINE`` unset); ValueError naming ``key`` and the fix otherwise."""
     if not _HUB_ID.fullmatch(str(repo_id)):
         raise ValueError(f"{key}={repo_id!r} must look like 'ORG/NAME' (letters, digits, '-', '_', '.')")
-    if huggingface_hub.constants.HF_HUB_OFFLINE:
+    if hf_constants.HF_HUB_OFFLINE:
         raise ValueError(
             f"{key}={repo_id!r} asks for a Hub push but HF_HUB_OFFLINE is set: unset HF_HUB_OFFLINE "
             f"to push, or drop {key}"
