@@ -344,9 +344,9 @@ def test_hub_push_at_end_through_loopback_server(tmp_path, env):
             assert SECRET.encode() not in path.read_bytes(), path
 
 
-@pytest.mark.slow
 def test_torchrun_two_ranks_share_one_run_dir(tmp_path, env):
-    """Data parallel under torchrun (Gloo on CPU): one run dir, written by rank 0 only."""
+    """Data parallel under torchrun (Gloo on CPU) through the console script: one run dir, resolved
+    alike by every rank and written by rank 0 only (in the default suite: CI runs it)."""
     from mouse.data import save_dataset, synthetic_columns
 
     columns, spec = synthetic_columns(num_streams=8, steps_per_stream=60, num_actions=5, horizon=7)
