@@ -20,8 +20,7 @@ def _batch(num_actions=4, obs=9, seed=0):
 @pytest.fixture(scope="module")
 def expert_batch():
     """Dark Room expert windows: the action stored at t+1 is greedy on q_star at t."""
-    pytest.importorskip("mouse.tasks")
-    from mouse.data.collect import collect_columns
+    from mouse.data.collect import collect_columns  # MOUSE's own module: missing must fail, not skip
 
     cols, spec = collect_columns(
         {

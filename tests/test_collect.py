@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("mouse.tasks")
-
-from mouse.data import load_dataset  # noqa: E402
-from mouse.data.collect import collect_dataset, ensure_dataset, settings_hash, stream_task_ids  # noqa: E402
-from mouse.data.config import POLICY_CONFIGS, TASK_CONFIGS, collect_config  # noqa: E402
+import mouse.tasks  # noqa: F401  MOUSE's own module: a missing one must fail, not skip
+from mouse.data import load_dataset
+from mouse.data.collect import collect_dataset, ensure_dataset, settings_hash, stream_task_ids
+from mouse.data.config import POLICY_CONFIGS, TASK_CONFIGS, collect_config
 
 SCRIPT = Path(sys.executable).parent / "mouse-collect"
 CONF = Path(__file__).resolve().parents[1] / "conf"

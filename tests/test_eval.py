@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_module
+from hydra.errors import ConfigCompositionException
 
 from mouse.cli.common import to_config
 from mouse.data import DatasetSpec
@@ -87,8 +88,15 @@ def test_evaluate_restores_training_mode_and_the_callers_rng():
 
 def test_same_seed_same_result_and_seeds_differ():
     a, b = _evaluate(temperature=1.0), _evaluate(temperature=1.0)
-    np.testing.assert_array_equal(a.returns["model"], b.returns["model"])
+    other = _evaluate(temperature=1.0, seed=1)
+    for who in ("model", "oracle", "random"):
+        np.testing.assert_array_equal(a.returns[who], b.returns[who])  # same seed: the same result
     assert a.runs == [(t, s) for s in range(2) for t in _spec().test_task_ids[:3]]
+    for who in ("model", "random"):  # the actors that sample (temperature 1, uniform random)
+        assert not np.array_equal(a.returns[who], other.returns[who]), f"{who}: seed 0 and seed 1 agree"
+        # within one evaluation, env seed 0 and env seed 1 of the same tasks are different runs too
+        assert not np.array_equal(a.returns[who][:3], a.returns[who][3:]), f"{who}: its two seeds agree"
+    np.testing.assert_array_equal(a.returns["oracle"], other.returns["oracle"])  # greedy, deterministic task
 
 
 def test_nan_score_is_written_as_null():
@@ -151,7 +159,7 @@ def test_run_from_composed_config(tmp_path, capsys):
 
 
 def test_config_errors_name_the_key(tmp_path):
-    with pytest.raises(Exception, match="episdes"):
+    with pytest.raises(ConfigCompositionException, match="Could not override 'episdes'"):
         _compose("checkpoint=x", "episdes=3")
     run_dir = _checkpoint(tmp_path)
     with pytest.raises(ValueError, match="episodes=0"):

@@ -1,6 +1,7 @@
 """scripts/bench_icrl.py: argument parsing, the override list, and a seconds-long smoke run."""
 
 import importlib.util
+import math
 import os
 import re
 import subprocess
@@ -40,6 +41,11 @@ def test_smoke_run_ends_with_the_icrl_line(tmp_path):
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     last = done.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"icrl: score_ep1=\S+ score_ep2=\S+ score_ep4_10=\S+ minutes=\d+\.\d", last), last
+    number = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"  # a finite decimal: no nan, inf or empty value
+    match = re.fullmatch(
+        rf"icrl: score_ep1=({number}) score_ep2=({number}) score_ep4_10=({number}) minutes=(\d+\.\d)", last
+    )
+    assert match, last
+    assert all(math.isfinite(float(v)) for v in match.groups()), last
     assert (tmp_path / "bench" / "eval" / "results.json").is_file()
     assert (tmp_path / "bench" / "train" / "checkpoints" / "last").exists()

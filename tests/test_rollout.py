@@ -192,6 +192,77 @@ def test_kv_cache_rollout_chooses_the_same_actions_as_a_no_cache_rollout(context
         assert max(spy_f.sizes) == context_steps
 
 
+class _Tap:
+    """Wraps an actor: keeps every record it was given and every action it answered, tick by tick."""
+
+    def __init__(self, actor):
+        self.actor, self.name, self.records, self.actions = actor, actor.name, [], []
+
+    def reset(self, env, num_actions, rng):
+        self.actor.reset(env, num_actions, rng)
+
+    def act(self, record):
+        self.records.append(record.clone())
+        action = self.actor.act(record)
+        self.actions.append(torch.as_tensor(action).clone())
+        return action
+
+
+def _window_start(t, context_steps, keep_steps):
+    """First record of the context at tick ``t``, from the documented schedule alone (closed form).
+
+    Records 0..W-1 grow the context from 0. Record W is the first overflow: the context becomes the
+    last K records [W-K+1, W]. From then on the context grows by one per tick up to W records, so the
+    overflows fall at ticks W + r * (W - K + 1), r = 0, 1, ..., each leaving the last K records.
+    """
+    if t < context_steps:
+        return 0
+    period = context_steps - keep_steps + 1
+    last_overflow = context_steps + ((t - context_steps) // period) * period
+    return last_overflow - keep_steps + 1
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize(("context_steps", "keep_steps"), [(16, None), (10, 3), (6, 6), (5, 1)])
+def test_sliding_window_acts_on_the_most_recent_keep_steps_records(context_steps, keep_steps, use_cache):
+    """Independent reference: from the full recorded stream, build by hand the window each tick should
+    see (the documented saw-tooth between K and W records) and run the bare model on exactly that window,
+    without cache; the actor's logits and actions must match at every tick."""
+    torch.set_num_threads(1)
+    fam = _darkroom()
+    tasks = [fam.make_task(i) for i in (1, 7, 13, 19, 23)]
+    model = tiny_model()
+    spy = _Spy(model)
+    actor = ModelActor(
+        spy, temperature=0.0, context_steps=context_steps, keep_steps=keep_steps, use_cache=use_cache
+    )
+    tap = _Tap(actor)
+    rollout(tap, tasks, 4, env_seed=5, num_actions=5)
+    keep = keep_steps if keep_steps is not None else context_steps // 2
+    ticks = len(tap.records)
+    assert ticks > context_steps + 2 * (context_steps - keep + 1), "degenerate test: too few overflows"
+    assert len(spy.logits) == ticks  # one forward per tick
+    keys = ["action", "reward", "done", "time", "obs_discrete", "obs_continuous"]  # tiny_model's inputs
+    stream = torch.stack([r.select(*keys) for r in tap.records], dim=1)  # [N, ticks], the full stream
+    expected_reprefills = 0
+    with torch.inference_mode():
+        for t in range(ticks):
+            start = _window_start(t, context_steps, keep)
+            assert t + 1 - start <= context_steps
+            if t >= context_steps:
+                assert t - start >= keep - 1  # every position sees at least K - 1 records of history
+            if t >= context_steps and start == t - keep + 1:
+                expected_reprefills += 1
+            out, _ = model(stream[:, start : t + 1], cache=None, use_cache=False)
+            logits = out["sp"][:, -1]
+            torch.testing.assert_close(spy.logits[t], logits, atol=1e-4, rtol=1e-4, msg=f"tick {t}")
+            torch.testing.assert_close(tap.actions[t], logits[:, :5].argmax(-1), msg=f"tick {t}")
+    assert actor.reprefills == expected_reprefills > 0
+    if use_cache:  # a re-prefill is one K-record forward, every other tick one record
+        assert spy.sizes.count(keep) >= actor.reprefills and set(spy.sizes) <= {1, keep}
+    assert len(np.unique(torch.stack(tap.actions).numpy())) > 1, "degenerate test: one action only"
+
+
 def test_temperature_sampling_is_reproducible_and_validated():
     fam = _darkroom()
     tasks = [fam.make_task(i) for i in (2, 9)]

@@ -1,7 +1,5 @@
 """`collect_streams` follows THE step-record contract (DESIGN.md) and is fast and deterministic."""
 
-import time
-
 import numpy as np
 import pytest
 
@@ -106,12 +104,12 @@ def test_same_seed_same_arrays(policy):
         assert not np.array_equal(a["action"], c["action"])
 
 
-def test_darkroom_collection_is_fast():
+def test_darkroom_collection_at_scale():
+    """200 streams x 400 records in one call (no wall-clock bound in the test suite: `scripts/bench_data.py` times collection, "ready in N s")."""
     family = make_family("darkroom")
     policy = make_policy("explorer", family)
-    start = time.perf_counter()
-    cols = collect_streams(family, list(range(81)) * 2 + list(range(38)), policy, 400, seed=0)
-    assert time.perf_counter() - start < 5.0  # typically ~0.2 s on one core
+    task_ids = list(range(81)) * 2 + list(range(38))
+    cols = collect_streams(family, task_ids, policy, 400, seed=0)
     assert len(cols["action"]) == 200 * 400
 
 

@@ -180,7 +180,10 @@ def test_multirun_two_jobs_each_with_own_run_and_wandb_group(tmp_path, env):
     for job in jobs:
         assert (job / "checkpoints" / "step-2" / "model.safetensors").is_file()
         (wandb_file,) = job.glob("wandb/offline-run-*/run-*.wandb")
-        assert sweep.name.encode() in wandb_file.read_bytes()  # the W&B group is the sweep
+        # the W&B group is the sweep folder joined with "-" (a string no path in the run holds: paths use "/")
+        group = f"{sweep.parent.name}-{sweep.name}"
+        assert f"{sweep.parent.name}/{sweep.name}".encode() in wandb_file.read_bytes()  # the path is there
+        assert group.encode() in wandb_file.read_bytes() and group != sweep.name
         run_ids.add(wandb_file.name)
         lrs.add((job / "train_config.yaml").read_text().split("lr: ")[1].split("\n")[0])
     assert lrs == {"0.001", "0.002"} and len(run_ids) == 2
