@@ -55,6 +55,7 @@ def test_embedding_kwargs_follow_the_spec():
 
 def test_embedding_kwargs_build_the_step_embedder():
     import mouse.models.embedding as embedding  # MOUSE's own module: missing must fail, not skip
+
     cols, spec = synthetic_columns(num_streams=2, steps_per_stream=20, obs_continuous_dim=2)
     kw = StepDataset.from_columns(cols, spec).spec.embedding_kwargs()
     embedding.StepEmbedder(hidden_dim=8, **kw)
