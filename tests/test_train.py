@@ -322,7 +322,14 @@ def test_hub_push_at_end_through_loopback_server(tmp_path, env):
 
     run = tmp_path / "run"
     with FakeHub() as hub:
-        hub_env = {**env, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": hub.url, "HF_TOKEN": SECRET}
+        # the loopback Hub speaks git-lfs, not Xet: huggingface_hub must take the LFS path
+        hub_env = {
+            **env,
+            "HF_HUB_OFFLINE": "0",
+            "HF_ENDPOINT": hub.url,
+            "HF_TOKEN": SECRET,
+            "HF_HUB_DISABLE_XET": "1",
+        }
         proc = run_cli(
             [*TINY, "trainer.steps=2", "hub.repo_id=alice/tiny-mouse", f"hydra.run.dir={run}"],
             hub_env,
@@ -331,6 +338,7 @@ def test_hub_push_at_end_through_loopback_server(tmp_path, env):
     last = run / "checkpoints" / "last"
     arrived = hub.files["alice/tiny-mouse"]
     assert set(arrived) == set(HUB_FILES)
+    assert hub.modes["alice/tiny-mouse"]["model.safetensors"] == "lfs"  # the real Hub's path for weights
     for name, content in arrived.items():
         assert content == (last / name).read_bytes(), name
     card = arrived["README.md"].decode()
