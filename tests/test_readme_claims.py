@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from test_eval import _checkpoint, _compose, _spec, run
-from test_train import TINY, compose_cfg, env, in_process, losses  # noqa: F401  (fixtures)
+from test_train import TINY, compose_cfg, env, in_process, kill_then_resume, losses  # noqa: F401  (fixtures)
 
 # TINY without its Dark Room task keys: the family-specific ones are added per family.
 TINY_ANY = [o for o in TINY if not o.startswith("data.collect.task.")]
@@ -223,7 +223,7 @@ AUGMENT = [
 def test_augmented_run_killed_and_resumed_gives_the_same_losses(tmp_path, monkeypatch):
     """README: "the continued run's losses equal an uninterrupted run's", with ``data.augment`` on (the
     augmentation generator is part of the trainer state)."""
-    from mouse.train.trainer import Trainer, run_training
+    from mouse.train.trainer import run_training
 
     overrides = [*TINY, *QUIET, *AUGMENT, "trainer.steps=6", "trainer.checkpoint_every=3"]
     run_training(compose_cfg(overrides), tmp_path / "straight")
@@ -232,18 +232,8 @@ def test_augmented_run_killed_and_resumed_gives_the_same_losses(tmp_path, monkey
     straight = losses(tmp_path / "straight")
     assert straight[2] != losses(plain)[2]
 
-    original = Trainer.train_step
-
-    def killed_at_step_5(self, batch):
-        if self.step == 4:  # steps 1..4 done, checkpoint at 3: the kill loses step 4
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(Trainer, "train_step", killed_at_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(compose_cfg(overrides), tmp_path / "killed")
-    monkeypatch.setattr(Trainer, "train_step", original)
-    result = run_training(compose_cfg([*overrides, "trainer.resume=true"]), tmp_path / "killed")
+    # steps 1..4 done, checkpoint at 3: the kill loses step 4
+    result = kill_then_resume(monkeypatch, overrides, tmp_path / "killed", kill_before_step=5)
     assert result.step == 6
     assert losses(tmp_path / "killed") == straight
 

@@ -210,9 +210,28 @@ def test_cross_field_checks_before_any_work(tmp_path, in_process):
 
 
 # ------------------------------------------------------------------------------------- in process
+def kill_then_resume(monkeypatch, overrides: list[str], run_dir: Path, kill_before_step: int):
+    """Train ``overrides`` into ``run_dir``, interrupted as step ``kill_before_step`` begins (steps
+    before it are done), then resume with ``trainer.resume=true``; returns the resumed TrainResult."""
+    from mouse.train.trainer import Trainer, run_training
+
+    original = Trainer.train_step
+
+    def killed(self, batch):
+        if self.step == kill_before_step - 1:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(compose_cfg(overrides), run_dir)
+    monkeypatch.setattr(Trainer, "train_step", original)
+    return run_training(compose_cfg([*overrides, "trainer.resume=true"]), run_dir)
+
+
 def test_killed_run_resumes_to_the_same_losses(tmp_path, in_process, monkeypatch):
     """A kill after the step-3 checkpoint (cosine schedule over 6 steps), then resume → same losses."""
-    from mouse.train.trainer import Trainer, run_training
+    from mouse.train.trainer import run_training
 
     overrides = [
         *TINY,
@@ -223,18 +242,7 @@ def test_killed_run_resumes_to_the_same_losses(tmp_path, in_process, monkeypatch
     ]
     run_training(compose_cfg(overrides), tmp_path / "straight")
 
-    original = Trainer.train_step
-
-    def killed_at_step_5(self, batch):
-        if self.step == 4:  # steps 1..4 done, checkpoint at 3: a kill here loses step 4
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(Trainer, "train_step", killed_at_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(compose_cfg(overrides), tmp_path / "killed")
-    monkeypatch.setattr(Trainer, "train_step", original)
-    result = run_training(compose_cfg([*overrides, "trainer.resume=true"]), tmp_path / "killed")
+    result = kill_then_resume(monkeypatch, overrides, tmp_path / "killed", kill_before_step=5)
     assert result.step == 6
     assert losses(tmp_path / "killed") == losses(tmp_path / "straight")
 
