@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from mouse.rollout.env import OBS_FIELDS
+
 STREAM_KEYS = ("action", "reward", "done", "time", "obs_discrete", "obs_continuous")
 
 
@@ -109,7 +111,8 @@ class PolicyActor:
     ``reset`` calls ``policy.reset(env.tasks, rng, num_steps)`` (``num_steps``: records per stream, when
     known, e.g. for the annealed schedule); ``act`` first feeds the transition that arrived at the new
     record (``observe`` on the streams that took one, ``on_episode_end`` where a stream reset), then asks
-    ``policy.act(obs, time, rng)`` and returns the action with its behaviour and teacher logits. This is
+    ``policy.act(obs, time, rng)`` (``obs``: the record field ``policy.obs_key``, default ``obs_discrete``;
+    None = the first observation field the environment records) and returns the action with its behaviour and teacher logits. This is
     how datasets are collected, and how a teacher's reference curve is run through the same engine,
     tasks and seeds as a model.
     """
@@ -122,8 +125,20 @@ class PolicyActor:
         self.policy.reset(env.tasks, rng, num_steps=self.num_steps)
         self._rng, self._prev = rng, None
 
+    def _obs_key(self, record: TensorDict) -> str:
+        """The record field the policy reads (``policy.obs_key``; None: the first observation field)."""
+        key = getattr(self.policy, "obs_key", "obs_discrete")
+        if key is None:
+            key = next((k for k in OBS_FIELDS if k in record.keys()), None)
+        if key is None or key not in record.keys():
+            raise ValueError(
+                f"policy {self.name!r} reads {key or 'an observation field'} but the environment records "
+                f"{sorted(k for k in record.keys() if k in OBS_FIELDS)}; choose a policy for this family"
+            )
+        return key
+
     def act(self, record: TensorDict) -> ActorOutput:
-        obs, time = record["obs_discrete"].numpy(), record["time"].numpy()
+        obs, time = record[self._obs_key(record)].numpy(), record["time"].numpy()
         if self._prev is not None:
             prev_obs, prev_done = self._prev
             active = prev_done == 0

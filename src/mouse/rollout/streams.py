@@ -1,4 +1,4 @@
-"""Tabular task families through the stream engine: dataset collection and teacher learning curves.
+"""Task families through the stream engine: dataset collection and teacher learning curves.
 
 `collect_streams` = engine + `PolicyActor` + `ColumnRecorder` (q_star, behavior/teacher logits);
 `rollout_returns` = engine + `PolicyActor` + `ReturnRecorder`. The records follow the step-record
@@ -13,20 +13,17 @@ import numpy as np
 
 from mouse.rollout.actors import PolicyActor
 from mouse.rollout.engine import run_streams
+from mouse.rollout.env import VecEnv
 from mouse.rollout.recorders import ColumnRecorder, ReturnRecorder
 from mouse.tasks.checks import check_int
 from mouse.tasks.core import TaskFamily
 from mouse.tasks.policies import Policy
-from mouse.tasks.vec_env import TabularVecEnv
 
 
-def _streams(
-    family: TaskFamily, task_ids: Sequence[int], seed: int
-) -> tuple[TabularVecEnv, np.random.Generator]:
+def _streams(family: TaskFamily, task_ids: Sequence[int], seed: int) -> tuple[VecEnv, np.random.Generator]:
     """The env of one stream per task id and the policy's generator (which also seeded the env)."""
-    tasks = [family.make_task(int(i)) for i in task_ids]
     rng = np.random.default_rng(seed)
-    env = TabularVecEnv(tasks, seed=int(rng.integers(2**63)), gamma=family.gamma)
+    env = family.make_vec_env([int(i) for i in task_ids], seed=int(rng.integers(2**63)))
     return env, rng
 
 
@@ -49,7 +46,7 @@ def collect_streams(
     if len(task_ids) == 0:
         raise ValueError("collect_streams: task_ids is empty; pass at least one task id")
     env, rng = _streams(family, task_ids, seed)
-    columns = ColumnRecorder(q_star=True)
+    columns = ColumnRecorder(q_star=family.has_q_star)
     run_streams(
         env, PolicyActor(policy, num_steps=steps), [columns], rng=rng, num_records=steps,
         num_actions=family.num_actions, show_progress=show_progress, desc="collect",

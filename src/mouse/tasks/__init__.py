@@ -1,4 +1,4 @@
-"""Task families with exact Q*, behaviour policies and exploring teachers, the vectorised `TabularVecEnv`.
+"""Task families (tabular with exact Q*, gymnasium envs), behaviour policies, exploring teachers, learners.
 
 `make_family(name, **params)` builds a `TaskFamily` ("darkroom", "frozenlake", "bandit");
 `make_policy(name, family, **params)` a batched `Policy`. Streams are run by the stream engine above
@@ -12,6 +12,7 @@ from mouse.tasks.families import FAMILIES, family_parameters, make_family
 from mouse.tasks.policies import Policy
 from mouse.tasks.registry import POLICIES, make_policy, policy_parameters
 from mouse.tasks.streams import episode_returns, oracle_returns, random_returns
+from mouse.tasks.tabular import TabularFamily
 from mouse.tasks.vec_env import TabularVecEnv
 
 register_envs()
@@ -21,6 +22,7 @@ __all__ = [
     "POLICIES",
     "Policy",
     "TabularEnv",
+    "TabularFamily",
     "TabularTask",
     "TabularVecEnv",
     "TaskFamily",

@@ -10,12 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from mouse.tasks.checks import check_choice, check_float, check_int
-from mouse.tasks.core import TabularTask, TaskFamily
+from mouse.tasks.core import TabularTask
+from mouse.tasks.tabular import TabularFamily
 
 REWARD_DISTS = ("bernoulli", "gaussian")
 
 
-class BanditFamily(TaskFamily):
+class BanditFamily(TabularFamily):
     """K-armed bandit tasks: task_id in [0, num_tasks_pool) seeds the arm means."""
 
     name = "bandit"

@@ -9,6 +9,7 @@ induction (finite-horizon value iteration, Bellman 1957; Puterman 1994 §4.5).
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,27 +165,45 @@ def value_iteration(task: TabularTask, gamma: float, dtype: Any = np.float32) ->
 
 
 class TaskFamily(abc.ABC):
-    """A distribution of tabular tasks sharing states, actions and horizon; tasks are named by int ids.
+    """A distribution of tasks sharing actions, observation kinds and horizon; tasks are named by int ids.
 
     Subclasses set `name`, `params` (plain dict of the resolved family parameters), `num_actions`,
-    `num_states`, `obs_continuous_dim`, `horizon`, `gamma` and implement `all_task_ids`/`make_task`.
+    `horizon`, `gamma` and the observation sizes (0 = that modality is absent): `obs_discrete_size`
+    (ids), `obs_continuous_dim` (C), `obs_image_size` (P, flattened uint8 pixels; `obs_image_shape` the
+    unflattened [H, W, channels]). They implement `all_task_ids` and `make_vec_env` (N streams, one per
+    task id, as a `mouse.rollout.VecEnv`). `has_q_star`: the family's envs give exact optimal values
+    (`q_star` columns, the Q* oracle). `oracle_returns` / `random_returns` give per-task reference
+    returns where the family knows them (None otherwise: evaluation then reports raw returns).
     """
 
     name: str
     params: dict
     num_actions: int
-    num_states: int
-    obs_continuous_dim: int
     horizon: int
     gamma: float
+    obs_discrete_size: int = 0
+    obs_continuous_dim: int = 0
+    obs_image_size: int = 0
+    obs_image_shape: tuple[int, ...] = ()
+    has_q_star: bool = False
 
     @abc.abstractmethod
     def all_task_ids(self) -> list[int]:
         """Every task id of the family (the pool splits are drawn from)."""
 
     @abc.abstractmethod
-    def make_task(self, task_id: int) -> TabularTask:
-        """The task with this id (deterministic); unknown id -> ValueError."""
+    def make_vec_env(self, task_ids: Sequence[int], seed: int) -> Any:
+        """One reset-free stream per id of `task_ids`, stepped together (a `mouse.rollout.VecEnv` with a
+        `tasks` list, one entry per stream, handed to behaviour policies); `seed` fixes its randomness."""
+
+    def oracle_returns(self, task_ids: Sequence[int], gamma: float = 1.0) -> np.ndarray | None:
+        """Expected return [N] of an optimal policy over one episode of each task; None: unknown."""
+        return None
+
+    def random_returns(self, task_ids: Sequence[int], gamma: float = 1.0) -> np.ndarray | None:
+        """Expected return [N] of the uniform random policy over one episode; None: unknown (evaluation
+        then measures random in the same envs)."""
+        return None
 
     def _check_task_id(self, task_id: int) -> int:
         ids = self.all_task_ids()

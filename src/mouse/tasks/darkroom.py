@@ -10,13 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from mouse.tasks.checks import check_float, check_int
-from mouse.tasks.core import TabularTask, TaskFamily
+from mouse.tasks.core import TabularTask
 from mouse.tasks.grid import grid_coords, grid_next_cells
+from mouse.tasks.tabular import TabularFamily
 
 DARKROOM_DELTAS = [(-1, 0), (1, 0), (0, -1), (0, 1), (0, 0)]  # up, down, left, right, stay
 
 
-class DarkRoomFamily(TaskFamily):
+class DarkRoomFamily(TabularFamily):
     """Dark Room tasks; all share P, only the goal (and so R) differs."""
 
     name = "darkroom"

@@ -14,8 +14,9 @@ import numpy as np
 from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv, generate_random_map
 
 from mouse.tasks.checks import check_float, check_int
-from mouse.tasks.core import TabularTask, TaskFamily
+from mouse.tasks.core import TabularTask
 from mouse.tasks.grid import grid_coords, grid_next_cells
+from mouse.tasks.tabular import TabularFamily
 
 FROZENLAKE_DELTAS = [(0, -1), (1, 0), (0, 1), (-1, 0)]  # left, down, right, up (gymnasium's order)
 MAX_HOLE_PROB = 0.5  # beyond this random maps rarely have a path and generation could loop for long
@@ -26,7 +27,7 @@ def frozenlake_map(size: int, hole_prob: float, seed: int) -> list[str]:
     return generate_random_map(size=size, p=1.0 - hole_prob, seed=seed)
 
 
-class FrozenLakeFamily(TaskFamily):
+class FrozenLakeFamily(TabularFamily):
     """FrozenLake tasks: task_id in [0, num_tasks_pool) seeds the map."""
 
     name = "frozenlake"

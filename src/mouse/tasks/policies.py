@@ -67,6 +67,7 @@ class Policy(abc.ABC):
     """
 
     name: str = "policy"
+    obs_key: str | None = "obs_discrete"  # the record field `act` reads (None: the env's first obs field)
 
     def __init__(self, family: TaskFamily) -> None:
         self.family = family
@@ -109,6 +110,7 @@ class RandomPolicy(Policy):
     """Uniform over all actions; teacher = behaviour = uniform."""
 
     name = "random"
+    obs_key = None  # any observation: only the batch size is read
 
     def act(self, obs: np.ndarray, time: np.ndarray, rng: np.random.Generator) -> ActOutput:
         clean = np.full((len(obs), self.num_actions), 1.0 / self.num_actions)

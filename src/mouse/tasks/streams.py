@@ -32,11 +32,13 @@ def episode_returns(reward: np.ndarray, done: np.ndarray, num_episodes: int) -> 
     return out
 
 
-def oracle_returns(family: TaskFamily, task_ids: Sequence[int], gamma: float = 1.0) -> np.ndarray:
-    """Exact expected return [N] of an optimal policy over one episode of each task."""
-    return np.array([family.make_task(int(i)).optimal_return(gamma) for i in task_ids])
+def oracle_returns(family: TaskFamily, task_ids: Sequence[int], gamma: float = 1.0) -> np.ndarray | None:
+    """Expected return [N] of an optimal policy over one episode of each task (exact for tabular
+    families); None where the family knows no reference (`TaskFamily.oracle_returns`)."""
+    return family.oracle_returns(task_ids, gamma)
 
 
-def random_returns(family: TaskFamily, task_ids: Sequence[int], gamma: float = 1.0) -> np.ndarray:
-    """Exact expected return [N] of the uniform random policy over one episode of each task."""
-    return np.array([family.make_task(int(i)).random_return(gamma) for i in task_ids])
+def random_returns(family: TaskFamily, task_ids: Sequence[int], gamma: float = 1.0) -> np.ndarray | None:
+    """Expected return [N] of the uniform random policy over one episode of each task (exact for
+    tabular families); None where unknown (`TaskFamily.random_returns`)."""
+    return family.random_returns(task_ids, gamma)
