@@ -48,8 +48,12 @@ train: setup ## the default recipe: mouse-train, then mouse-eval on its checkpoi
 	$(VENV)/bin/mouse-train hydra.run.dir=$(RUN) $(TRAIN_ARGS)
 	$(VENV)/bin/mouse-eval checkpoint=$(RUN) hydra.run.dir=$(RUN)/eval-final $(EVAL_ARGS)
 
-bench-icrl: setup ## collect → train → eval on held-out Dark Room goals; ends with the icrl: line
-	$(PY) scripts/bench_icrl.py --steps 1800
+TASK ?= darkroom
+# per-recipe bench settings (chosen by measurement, see README "Results")
+BENCH_ICRL_darkroom ?= --steps 1800
+BENCH_ICRL_keydoor ?= --steps 900 --num-tasks 256
+bench-icrl: setup ## collect → train → eval on held-out tasks (TASK=darkroom|keydoor); ends with the icrl: line
+	$(PY) scripts/bench_icrl.py --task $(TASK) $(BENCH_ICRL_$(TASK))
 
 bench: setup ## model, loss and data benchmarks (print figures)
 	$(PY) scripts/bench_model.py

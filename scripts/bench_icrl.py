@@ -1,13 +1,18 @@
-"""`make bench-icrl`: collect -> train -> evaluate in context on held-out Dark Room goals, timed.
+"""`make bench-icrl [TASK=keydoor]`: collect -> train -> evaluate in context on held-out tasks, timed.
 
     python scripts/bench_icrl.py                         # the default recipe, fresh data, all held-out goals
+    python scripts/bench_icrl.py --task keydoor --steps 900 --num-tasks 256   # Dark Key-to-Door (data=keydoor)
     python scripts/bench_icrl.py --steps 400 optim.lr=2e-3 trainer.seq_len=160   # tune: Hydra overrides
     python scripts/bench_icrl.py --smoke                 # a seconds-long plumbing check (meaningless scores)
 
+``--task NAME`` picks the recipe ``data=NAME`` (conf/data/NAME.yaml; default darkroom).
+
 1. collect: ``mouse.data.ensure_dataset`` with the composed ``mouse-train`` config's ``data.collect``
+   (its layout resolved from the family, ``mouse.train.config.resolve_layout``)
    (into ``<out>/datasets`` unless ``--cache-dir``: a fresh collection, so its time counts);
 2. train: the ``mouse-train`` console script with the same overrides (run dir ``<out>/train``);
-3. evaluate: ``mouse-eval``'s engine on ALL held-out goals x ``--seeds`` env seeds, ``--episodes`` each
+3. evaluate: ``mouse-eval``'s engine on the held-out tasks (all, or the first ``--num-tasks``) x ``--seeds``
+   env seeds, ``--episodes`` each, with the dataset's teacher run beside the model
    (results.json, curves.png and the table in ``<out>/eval``).
 
 The last line is exactly ``icrl: score_ep1=<a> score_ep2=<b> score_ep4_10=<c> minutes=<m>``
@@ -41,6 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
     p.add_argument("overrides", nargs="*", help="extra mouse-train Hydra overrides (key=value)")
+    p.add_argument("--task", default="darkroom", help="the recipe: data=TASK (conf/data/TASK.yaml)")
     p.add_argument("--steps", type=int, default=None, help="trainer.steps (default: the recipe's)")
     p.add_argument("--episodes", type=int, default=10, help="episodes per held-out goal (default 10)")
     p.add_argument("--seeds", type=int, default=4, help="env/sampling seeds per goal (default 4)")
@@ -63,7 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def train_overrides(args: argparse.Namespace, cache_dir: Path) -> list[str]:
     """The mouse-train overrides of this bench: the user's, then the bench's own settings."""
-    ours = [f"data.cache_dir={cache_dir}", "trainer.eval_num_tasks=0"]  # the bench evaluates itself
+    ours = [
+        f"data={args.task}",
+        f"data.cache_dir={cache_dir}",
+        "trainer.eval_num_tasks=0",
+    ]  # evaluates itself
     if not any(o.split("=", 1)[0].lstrip("+") == "logger" for o in args.overrides):
         ours.append("logger=none")
     if args.smoke:
@@ -78,11 +88,11 @@ def compose_train(overrides: list[str]):
     from hydra import compose, initialize_config_module
 
     from mouse.cli.common import to_config
-    from mouse.train.config import TrainConfig, register_configs
+    from mouse.train.config import TrainConfig, register_configs, resolve_layout
 
     register_configs()
     with initialize_config_module(config_module="mouse.conf", version_base=None):
-        return to_config(compose(config_name="train", overrides=overrides), TrainConfig)
+        return resolve_layout(to_config(compose(config_name="train", overrides=overrides), TrainConfig))
 
 
 def _console(name: str) -> list[str]:
@@ -116,13 +126,33 @@ def main(argv: list[str] | None = None) -> float:
     result = evaluate(args, cfg, train_dir, out / "eval")
     print(f"[bench] eval: {time.perf_counter() - t:.0f} s", flush=True)
 
+    minutes = (time.perf_counter() - start) / 60.0
+    if "teacher" in result.returns:  # the teacher on the same runs, in the same units
+        print(curve_line("teacher", result, "teacher"))
+    if not result.normalized:  # no oracle reference: raw mean returns instead of scores
+        print(curve_line("returns", result, "model"))
     score = result.score[0]
     ep4_10 = result.score_over(4, 10) if result.episodes >= 4 else float("nan")
-    minutes = (time.perf_counter() - start) / 60.0
     print(
         f"icrl: score_ep1={score[0]:.3f} score_ep2={_at(score, 1):.3f} score_ep4_10={ep4_10:.3f} minutes={minutes:.1f}"
     )
     return ep4_10
+
+
+def curve_line(label: str, result, who: str) -> str:
+    """``<label>: ep1=.. ep2=.. ep4_10=..``: ``who``'s normalised score (raw mean return when the
+    family gives no oracle reference) at episodes 1, 2 and averaged over 4..10."""
+    import numpy as np
+
+    if result.normalized:
+        from mouse.eval.metrics import normalized_score
+
+        values = normalized_score(result.returns[who], result.returns["oracle"], result.returns["random"])[0]
+    else:
+        values = result.curve(who).mean
+    tail = float(np.mean(values[3:10])) if len(values) >= 4 else float("nan")
+    kind = "score" if result.normalized else "return"
+    return f"{label}: {kind}_ep1={values[0]:.3f} {kind}_ep2={_at(values, 1):.3f} {kind}_ep4_10={tail:.3f}"
 
 
 def evaluate(args: argparse.Namespace, train_cfg, checkpoint: Path, output: Path):

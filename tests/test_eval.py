@@ -52,8 +52,9 @@ def _evaluate(**kw) -> EvalResult:
 def test_evaluate_metrics_results_json_and_plot(tmp_path):
     res = _evaluate(temperature=1.0, context_steps=10)
     metrics = res.metrics()
-    keys = {f"{p}_ep{k}" for p in ("return", "score", "oracle_return", "random_return") for k in (1, 2, 3)}
-    assert set(metrics) == keys | {"score_mean", "steps_per_s"}
+    kinds = ("return", "score", "oracle_return", "random_return", "teacher_return")
+    keys = {f"{p}_ep{k}" for p in kinds for k in (1, 2, 3)}
+    assert set(metrics) == keys | {"score_mean", "return_mean", "steps_per_s"}
     assert all(isinstance(v, float) for v in metrics.values()) and metrics["steps_per_s"] > 0
     fam = make_family("darkroom", **FAMILY)
     oracle = [fam.make_task(t).optimal_return() for t in _spec().test_task_ids[:3]]
@@ -64,7 +65,12 @@ def test_evaluate_metrics_results_json_and_plot(tmp_path):
         "num_tasks": 3, "seeds": 2, "num_runs": 6,
     }  # fmt: skip
     assert data["episode"] == [1, 2, 3] and data["temperature"] == 1.0
-    for who in ("model", "oracle", "random"):
+    assert (
+        data["normalized"] is True
+        and data["oracle_kind"] == "q_star"
+        and data["teacher_policy"] == "explorer"
+    )
+    for who in ("model", "teacher", "oracle", "random"):
         assert len(data[who]["mean"]) == len(data[who]["ci95"]) == 3 and data[who]["n"] == 6
         assert np.array(data["returns"][who]).shape == (6, 3)
     assert len(data["score"]["mean"]) == 3 and data["score_mean"] == pytest.approx(

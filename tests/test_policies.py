@@ -210,7 +210,7 @@ def test_thompson_clean_distribution():
 
 
 def test_make_policy_errors():
-    assert POLICIES == ("random", "expert", "annealed", "explorer", "ucb", "thompson")
+    assert POLICIES == ("random", "expert", "annealed", "explorer", "ucb", "thompson", "learner")
     darkroom = make_family("darkroom")
     with pytest.raises(ValueError, match="valid policies: random, expert"):
         make_policy("greedy", darkroom)

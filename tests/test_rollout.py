@@ -18,6 +18,13 @@ from mouse.rollout import (
 from mouse.tasks import TabularVecEnv, episode_returns, make_family, make_policy
 
 
+def _rollout(actor, tasks, episodes, env_seed, num_actions, rng=None, record_actions=False):
+    """``rollout`` over one TabularVecEnv of ``tasks`` (seed ``env_seed``; the actor's rng defaults to it)."""
+    env = TabularVecEnv(tasks, seed=env_seed)
+    rng = rng if rng is not None else np.random.default_rng(env_seed)
+    return rollout(actor, env, episodes, num_actions, rng=rng, record_actions=record_actions)
+
+
 def _darkroom():
     return make_family("darkroom", size=5, horizon=8)
 
@@ -49,11 +56,11 @@ def _q_star_policy(tasks, gamma):
 def test_scripted_oracle_reproduces_the_oracle_return_exactly():
     fam = _darkroom()
     tasks = [fam.make_task(i) for i in fam.all_task_ids()]
-    res = rollout(StreamPolicyActor(_q_star_policy(tasks, fam.gamma)), tasks, 3, env_seed=7, num_actions=5)
+    res = _rollout(StreamPolicyActor(_q_star_policy(tasks, fam.gamma)), tasks, 3, env_seed=7, num_actions=5)
     expected = np.array([t.optimal_return() for t in tasks])
     np.testing.assert_array_equal(res.returns, np.repeat(expected[:, None], 3, axis=1))
     np.testing.assert_array_equal(res.lengths, np.full((len(tasks), 3), fam.horizon))
-    oracle = rollout(OracleActor(), tasks, 3, env_seed=7, num_actions=5)
+    oracle = _rollout(OracleActor(), tasks, 3, env_seed=7, num_actions=5)
     np.testing.assert_array_equal(oracle.returns, res.returns)
     assert res.num_steps == len(tasks) * 3 * fam.horizon
 
@@ -63,7 +70,7 @@ def test_stream_follows_the_step_record_contract():
     tasks = [fam.make_task(i) for i in (0, 6, 12, 24)]
     rng = np.random.default_rng(0)
     actor, seen = _recording(lambda s: rng.integers(0, 5, size=s.batch_size[0]))
-    res = rollout(actor, tasks, 3, env_seed=0, num_actions=5)
+    res = _rollout(actor, tasks, 3, env_seed=0, num_actions=5)
     s = seen["stream"]
     done, time, action, reward = (s[k].numpy() for k in ("done", "time", "action", "reward"))
     obs = s["obs_discrete"].numpy()
@@ -91,7 +98,7 @@ def test_terminal_episodes_of_different_lengths_are_counted_per_env():
     tasks = [fam.make_task(i) for i in range(6)]
     rng = np.random.default_rng(1)
     actor, seen = _recording(lambda s: rng.integers(0, fam.num_actions, size=s.batch_size[0]))
-    res = rollout(actor, tasks, 4, env_seed=3, num_actions=fam.num_actions, record_actions=True)
+    res = _rollout(actor, tasks, 4, env_seed=3, num_actions=fam.num_actions, record_actions=True)
     done = seen["stream"]["done"].numpy()
     assert (done == 1).any(), "random play on FrozenLake should fall into a hole or reach the goal"
     assert ((res.lengths >= 1) & (res.lengths <= fam.horizon)).all()
@@ -111,7 +118,7 @@ def test_policy_actor_matches_the_explorer_teacher_curve_shape():
     fam = _darkroom()
     tasks = [fam.make_task(i) for i in fam.all_task_ids()]
     explorer = make_policy("explorer", fam, epsilon_min=0.0, epsilon_max=0.0)
-    res = rollout(PolicyActor(explorer), tasks, 4, env_seed=0, num_actions=5)
+    res = _rollout(PolicyActor(explorer), tasks, 4, env_seed=0, num_actions=5)
     oracle = np.array([t.optimal_return() for t in tasks])
     mean = res.returns.mean(0)
     assert mean[0] < mean[-1] <= oracle.mean() + 1e-9  # explores first, then exploits what it found
@@ -121,7 +128,7 @@ def test_actor_choosing_an_invalid_action_is_an_error():
     fam = _darkroom()
     actor = StreamPolicyActor(lambda s: np.full(s.batch_size[0], 5))
     with pytest.raises(ValueError, match=r"outside \[0, 5\)"):
-        rollout(actor, [fam.make_task(0)], 1, env_seed=0, num_actions=5)
+        _rollout(actor, [fam.make_task(0)], 1, env_seed=0, num_actions=5)
 
 
 class _Spy(torch.nn.Module):
@@ -174,7 +181,7 @@ def test_kv_cache_rollout_chooses_the_same_actions_as_a_no_cache_rollout(context
     for use_cache in (True, False):
         spy = _Spy(tiny_model())
         actor = ModelActor(spy, temperature=0.0, context_steps=context_steps, use_cache=use_cache)
-        res = rollout(actor, tasks, 3, env_seed=5, num_actions=5, record_actions=True)
+        res = _rollout(actor, tasks, 3, env_seed=5, num_actions=5, record_actions=True)
         runs[use_cache] = (res, spy, actor)
     (cached, spy_c, actor_c), (full, spy_f, actor_f) = runs[True], runs[False]
     np.testing.assert_array_equal(cached.actions, full.actions)
@@ -237,7 +244,7 @@ def test_sliding_window_acts_on_the_most_recent_keep_steps_records(context_steps
         spy, temperature=0.0, context_steps=context_steps, keep_steps=keep_steps, use_cache=use_cache
     )
     tap = _Tap(actor)
-    rollout(tap, tasks, 4, env_seed=5, num_actions=5)
+    _rollout(tap, tasks, 4, env_seed=5, num_actions=5)
     keep = keep_steps if keep_steps is not None else context_steps // 2
     ticks = len(tap.records)
     assert ticks > context_steps + 2 * (context_steps - keep + 1), "degenerate test: too few overflows"
@@ -270,7 +277,7 @@ def test_temperature_sampling_is_reproducible_and_validated():
     acts = []
     for _ in range(2):
         torch.manual_seed(3)
-        res = rollout(ModelActor(model, temperature=1.0), tasks, 2, 0, 5, record_actions=True)
+        res = _rollout(ModelActor(model, temperature=1.0), tasks, 2, 0, 5, record_actions=True)
         acts.append(res.actions)
     np.testing.assert_array_equal(*acts)
     with pytest.raises(ValueError, match="temperature"):
@@ -282,7 +289,7 @@ def test_temperature_sampling_is_reproducible_and_validated():
 def test_random_actor_is_uniform_over_the_family_actions():
     fam = _darkroom()
     tasks = [fam.make_task(i) for i in range(25)]
-    res = rollout(RandomActor(), tasks, 4, 0, 5, rng=np.random.default_rng(0), record_actions=True)
+    res = _rollout(RandomActor(), tasks, 4, 0, 5, rng=np.random.default_rng(0), record_actions=True)
     counts = np.bincount(res.actions[res.actions >= 0], minlength=5)
     assert counts.min() > 0.15 * counts.sum()
 

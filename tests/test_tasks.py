@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv, generate_random_map
 
-from mouse.tasks import FAMILIES, TabularTask, TabularVecEnv, make_family, value_iteration
+from mouse.tasks import FAMILIES, TabularTask, TabularVecEnv, family_parameters, make_family, value_iteration
 
 
 def random_mdp(seed: int, nS: int = 3, A: int = 2, H: int = 3, terminal: bool = True) -> TabularTask:
@@ -159,7 +159,22 @@ def test_family_errors_name_the_problem():
         make_family("bandit", reward_dist="poisson")
     with pytest.raises(ValueError, match=r"task_id 81 .*\[0, 80\]"):
         make_family("darkroom").make_task(81)
-    assert FAMILIES == ("darkroom", "frozenlake", "bandit")
+    assert FAMILIES[:3] == ("darkroom", "frozenlake", "bandit") and "keydoor" in FAMILIES
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_family_has_a_task_config_and_a_schema(name):
+    """`task=<name>` works in all three commands: a conf/task yaml that starts with its schema."""
+    from pathlib import Path
+
+    from mouse.data.config import TASK_CONFIGS
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "task" / f"{name}.yaml"
+    assert conf.is_file(), f"missing {conf}"
+    assert f"{name}_schema" in conf.read_text()
+    assert TASK_CONFIGS[name]().name == name
+    schema = {f for f in TASK_CONFIGS[name].__dataclass_fields__} - {"name", "test_fraction", "split_seed"}
+    assert schema <= set(family_parameters(name)), f"schema fields the family does not take: {schema}"
 
 
 def test_tabular_task_validation():

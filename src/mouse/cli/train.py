@@ -20,10 +20,12 @@ register_configs()
 
 @hydra.main(config_path="pkg://mouse.conf", config_name="train", version_base=None)
 def main(cfg: DictConfig) -> float | None:
-    """Train, then return the final eval ``score_mean`` (else the final loss) for sweepers."""
+    """Train, then return the final eval ``score_mean`` (else its ``return_mean``, else the final loss)
+    for sweepers."""
     with user_errors("mouse-train"):
         result = run_training(to_config(cfg, TrainConfig), hydra_output_dir(), sweep_group=sweep_group())
-    return result.eval_metrics.get("eval/score_mean", result.final_metrics.get("train/loss"))
+    m = result.eval_metrics
+    return m.get("eval/score_mean", m.get("eval/return_mean", result.final_metrics.get("train/loss")))
 
 
 if __name__ == "__main__":

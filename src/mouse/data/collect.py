@@ -47,13 +47,18 @@ def collect_columns(cfg: CollectConfig | dict) -> tuple[dict[str, np.ndarray], D
     columns = collect_streams(
         family, task_ids.tolist(), policy, cfg.steps_per_task, seed=cfg.seed, show_progress=cfg.show_progress
     )
-    obs_discrete_size = int(family.num_states) if "obs_discrete" in columns else 0
+    sizes = {
+        "obs_discrete_size": int(family.obs_discrete_size) if "obs_discrete" in columns else 0,
+        "obs_continuous_dim": int(family.obs_continuous_dim) if "obs_continuous" in columns else 0,
+        "obs_image_size": int(family.obs_image_size) if "obs_image" in columns else 0,
+    }
+    if sizes["obs_image_size"] and family.obs_image_shape:
+        sizes["obs_image_shape"] = tuple(int(d) for d in family.obs_image_shape)
     spec = DatasetSpec(
         num_actions=int(family.num_actions),
         horizon=int(family.horizon),
         gamma=float(family.gamma),
-        obs_discrete_size=obs_discrete_size,
-        obs_continuous_dim=int(family.obs_continuous_dim),
+        **sizes,
         task_family=family.name,
         task_params=dict(family.params),
         policy=cfg.policy.name,

@@ -36,6 +36,7 @@ class Sampling(StrEnum):
     random = "random"
     sequential = "sequential"
     last = "last"
+    start = "start"
 
 
 assert tuple(Split) == SPLITS and tuple(Sampling) == SAMPLING_MODES  # one list of each
@@ -70,6 +71,13 @@ class FrozenLakeTaskConfig(TaskConfig):
 
 
 @dataclass
+class KeyDoorTaskConfig(TaskConfig):
+    name: str = "keydoor"
+    size: int = 9
+    horizon: int | None = 50
+
+
+@dataclass
 class BanditTaskConfig(TaskConfig):
     name: str = "bandit"
     num_arms: int = 5
@@ -79,10 +87,39 @@ class BanditTaskConfig(TaskConfig):
     num_tasks_pool: int = 1000
 
 
+@dataclass
+class GymTaskConfig(TaskConfig):
+    name: str = "gym"
+    env_id: str = "CartPole-v1"  # any registered gymnasium id with Discrete actions
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # constant gymnasium.make kwargs
+    num_tasks_pool: int = 1000  # task ids 0..pool-1
+    seed: int = 0  # per-task seeds, kwargs and attributes are drawn from (seed, task id)
+    # name -> [lo, hi] / list of choices; typed Any because OmegaConf rejects ints merged into new
+    # List[float] entries ([5, 15] in YAML); GymFamily checks them (one error naming the entry)
+    kwargs_ranges: dict[str, Any] = field(default_factory=dict)  # gymnasium.make kwarg -> [lo, hi]
+    attr_ranges: dict[str, Any] = field(default_factory=dict)  # env.unwrapped attribute -> [lo, hi]
+    attr_choices: dict[str, Any] = field(default_factory=dict)  # env.unwrapped attribute -> choices
+    obs_key: str | None = None  # the entry of a Dict observation to record
+    vectorization: str = "sync"  # sync (one process) | async (a worker process per stream)
+    reference_return: float | None = None  # oracle reference return for normalised scores
+
+
+@dataclass
+class MiniGridTaskConfig(TaskConfig):
+    name: str = "minigrid"
+    size: int = 6  # room side, walls included
+    num_tasks_pool: int | None = None  # None: every distinct layout (960 at size 6)
+    seed: int = 0  # seed of the layout permutation
+    vectorization: str = "sync"  # sync | async
+
+
 TASK_CONFIGS: dict[str, type[TaskConfig]] = {
     "darkroom": DarkRoomTaskConfig,
     "frozenlake": FrozenLakeTaskConfig,
     "bandit": BanditTaskConfig,
+    "keydoor": KeyDoorTaskConfig,
+    "gym": GymTaskConfig,
+    "minigrid": MiniGridTaskConfig,
 }
 _SPLIT_FIELDS = ("name", "test_fraction", "split_seed")
 
@@ -130,6 +167,32 @@ class ExplorerPolicyConfig(PolicyConfig):
 
 
 @dataclass
+class LearnerPolicyConfig(PolicyConfig):
+    """Algorithm Distillation's learner (mouse.tasks.learners): tabular Q-learning on tabular families,
+    a DQN per stream otherwise. None: that learner's own default; a field the other learner has fails."""
+
+    name: str = "learner"
+    epsilon_start: float = 1.0  # epsilon decays linearly from epsilon_start to epsilon_end over the stream
+    epsilon_end: float | None = None  # None: Q-learning 0.0, DQN 0.05
+    gamma: float | None = None  # the learner's discount; None: the family's gamma if < 1, else 0.99
+    bootstrap_truncation: bool = True  # truncation (done 2) bootstraps; false: it is a terminal
+    alpha: float | None = None  # Q-learning: learning rate
+    q_init: float | None = None  # Q-learning: initial Q value
+    decay_episodes: int | None = None  # Q-learning: epsilon decay episodes (None: the whole stream)
+    decay_steps: int | None = None  # DQN: epsilon decay transitions (None: the whole stream)
+    lr: float | None = None  # DQN: Adam learning rate
+    hidden_dim: int | None = None  # DQN: MLP width
+    num_layers: int | None = None  # DQN: hidden layers
+    buffer_size: int | None = None  # DQN: replay capacity per stream
+    batch_size: int | None = None  # DQN: transitions per update
+    learning_starts: int | None = None  # DQN: transitions before the first update
+    train_every: int | None = None  # DQN: records per update (1; 4 is ~3x faster, less sample-efficient)
+    target_every: int | None = None  # DQN: updates per target-network sync
+    obs_key: str | None = None  # DQN: obs_continuous | obs_image (None: continuous if the family has it)
+    obs_scale: float | None = None  # DQN: input scale (None: 1 continuous, 1/255 images)
+
+
+@dataclass
 class UCBPolicyConfig(PolicyConfig):
     name: str = "ucb"
     c: float = 1.0
@@ -152,6 +215,7 @@ POLICY_CONFIGS: dict[str, type[PolicyConfig]] = {
     "explorer": ExplorerPolicyConfig,
     "ucb": UCBPolicyConfig,
     "thompson": ThompsonPolicyConfig,
+    "learner": LearnerPolicyConfig,
 }
 
 
@@ -178,7 +242,7 @@ class CollectConfig:
     task: Any = MISSING  # one of TASK_CONFIGS
     policy: Any = MISSING  # one of POLICY_CONFIGS
     num_tasks: int = 200  # streams; task ids cycle through a seeded permutation of the split's ids
-    steps_per_task: int = 400
+    steps_per_task: int | None = 400  # records per stream; None only in mouse-train (from data.episodes)
     seed: int = 0
     split: Split = Split.train
     output: str | None = None  # dataset directory (relative to the working directory)
@@ -190,6 +254,11 @@ class CollectConfig:
         """Cross-field checks that run before any collection work."""
         if self.split not in SPLITS:
             raise ValueError(f"collect split must be one of {SPLITS}, got {str(self.split)!r}")
+        if self.steps_per_task is None:
+            raise ValueError(
+                "collect steps_per_task is null: set it (mouse-collect steps_per_task=N), or in mouse-train "
+                "set data.episodes (the stream then holds that many episodes of horizon + 1 records)"
+            )
         for name in ("num_tasks", "steps_per_task"):
             if getattr(self, name) < 1:
                 raise ValueError(f"collect {name} must be >= 1, got {getattr(self, name)}")

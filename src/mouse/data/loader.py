@@ -21,7 +21,7 @@ from tensordict import TensorDict
 from mouse.data.spec import STEP_KEYS
 from mouse.data.storage import StepDataset
 
-SAMPLING_MODES = ("random", "sequential", "last")
+SAMPLING_MODES = ("random", "sequential", "last", "start")
 _END = object()
 
 
@@ -35,6 +35,9 @@ class WindowLoader:
         each epoch yields every window once and every batch is full (infinite).
       - "last": the last window of each stream in stream order (finite; the final batch may be smaller;
         a new `for` loop starts over).
+      - "start": the first window of each stream (starting at its reset record, as an evaluation stream
+        does), streams drawn uniformly with replacement (infinite). For data whose behaviour policy
+        acts on the whole stream so far (exploring teachers, learners): the context then explains it.
     Keys are the DESIGN.md step-record columns present in the dataset (or `keys`), with their
     contract dtypes (int64, float32, uint8 for obs_image). `keys` may also name `stream_id`/`task_id`.
     Streams shorter than `seq_len` raise ValueError unless `allow_short_streams=True`, which skips
@@ -131,6 +134,9 @@ class WindowLoader:
             within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
             self._starts = np.repeat(first, counts) + within * self.stride
             self.num_windows = len(self._starts)
+        elif self.sampling == "start":
+            self._starts = first
+            self.num_windows = len(self._starts)
         else:
             self._starts = first + lengths - self.seq_len
             self.num_windows = len(self._starts)
@@ -165,6 +171,9 @@ class WindowLoader:
             return u + self._base[np.searchsorted(self._cum_counts, u, side="right")]
         if self.sampling == "last":
             return self._starts[k * self.batch_size : (k + 1) * self.batch_size]
+        if self.sampling == "start":
+            u = np.random.default_rng([self.seed, k]).integers(0, self.num_windows, size=self.batch_size)
+            return self._starts[u]
         g = k * self.batch_size + np.arange(self.batch_size)
         epochs, pos = np.divmod(g, self.num_windows)
         out = np.empty(self.batch_size, dtype=np.int64)

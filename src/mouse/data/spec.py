@@ -93,15 +93,39 @@ def column_dtype(name: str) -> np.dtype:
     raise KeyError(f"unknown column {name!r}; known columns: {', '.join(COLUMN_ORDER)}")
 
 
+def _check_image_shape(spec: DatasetSpec) -> None:
+    """Normalise `spec.obs_image_shape` to a tuple of ints >= 1 whose product is `obs_image_size`."""
+    shape = spec.obs_image_shape
+    if isinstance(shape, str | bytes | Mapping) or not hasattr(shape, "__iter__"):
+        raise ValueError(
+            f"DatasetSpec.obs_image_shape must be a list of integers such as [7, 7, 3], got {shape!r} "
+            f"({type(shape).__name__}); fix the 'obs_image_shape' field of spec.json"
+        )
+    shape = tuple(_spec_int(f"obs_image_shape[{j}]", d) for j, d in enumerate(shape))
+    if any(d < 1 for d in shape):
+        raise ValueError(
+            f"DatasetSpec.obs_image_shape must hold integers >= 1, got {list(shape)}; "
+            "fix the 'obs_image_shape' field of spec.json"
+        )
+    size = spec.obs_image_size  # already an int
+    if shape and size and int(np.prod(shape)) != size:
+        raise ValueError(
+            f"DatasetSpec.obs_image_shape={list(shape)} holds {int(np.prod(shape))} pixels but "
+            f"obs_image_size={size}; fix the 'obs_image_shape' field of spec.json"
+        )
+    object.__setattr__(spec, "obs_image_shape", shape)
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """JSON-serialisable description of one dataset split (saved as `spec.json`).
 
     Observation kinds are encoded by sizes, 0 meaning absent: `obs_discrete_size` (number of discrete
     observation ids), `obs_continuous_dim` (C of `obs_continuous` [N, C]), `obs_image_size` (P of the
-    flattened uint8 `obs_image` [N, P]). `obs_continuous_min/max` record the data range (filled in by
-    `save_dataset` when left None). Counts left 0 are filled in by `save_dataset`; `steps_per_task=0`
-    means streams may have different lengths.
+    flattened uint8 `obs_image` [N, P]); `obs_image_shape` is the unflattened [H, W, C] of those P
+    pixels, channels last (() = unknown; a list in JSON). `obs_continuous_min/max` record the data
+    range (filled in by `save_dataset` when left None). Counts left 0 are filled in by `save_dataset`;
+    `steps_per_task=0` means streams may have different lengths.
     """
 
     num_actions: int
@@ -110,6 +134,7 @@ class DatasetSpec:
     obs_discrete_size: int = 0
     obs_continuous_dim: int = 0
     obs_image_size: int = 0
+    obs_image_shape: tuple[int, ...] = ()
     obs_continuous_min: float | None = None
     obs_continuous_max: float | None = None
     task_family: str = ""
@@ -149,6 +174,7 @@ class DatasetSpec:
                     f"fix the {name!r} field of spec.json"
                 )
             set_(self, name, tuple(_spec_int(f"{name}[{j}]", i) for j, i in enumerate(ids)))
+        _check_image_shape(self)
         for name in ("task_params", "policy_params"):
             value = getattr(self, name)
             if not isinstance(value, Mapping):
@@ -228,6 +254,8 @@ class DatasetSpec:
             "include_obs_image": self.obs_image_size > 0,
             "max_num_obs_image": int(self.obs_image_size),
         }
+        if self.obs_image_size > 0:
+            kwargs["obs_image_shape"] = list(self.obs_image_shape)
         if self.obs_continuous_dim > 0:
             if self.obs_continuous_min is None or self.obs_continuous_max is None:
                 raise ValueError(
@@ -244,6 +272,7 @@ class DatasetSpec:
         d = dataclasses.asdict(self)
         d["train_task_ids"] = list(self.train_task_ids)
         d["test_task_ids"] = list(self.test_task_ids)
+        d["obs_image_shape"] = list(self.obs_image_shape)
         return d
 
     @classmethod

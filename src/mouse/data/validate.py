@@ -227,7 +227,7 @@ def check_spec_task_family(spec: DatasetSpec) -> None:
     A `task_family` of "" or "synthetic" (no environment) is not checked. Otherwise the family must be
     known (`mouse.tasks.FAMILIES`) and buildable from `task_params`, every `train_task_ids` /
     `test_task_ids` entry must lie in the family's task-id range, and the sizes the family fixes
-    (`num_actions`, `horizon`, `obs_discrete_size`, `obs_continuous_dim`) must agree with it, so a
+    (`num_actions`, `horizon`, `obs_discrete_size`, `obs_continuous_dim`, `obs_image_size`) must agree with it, so a
     dataset whose evaluation would fail is rejected when it is loaded. ValueError names the field,
     both values and the fix.
     """
@@ -264,13 +264,11 @@ def check_spec_task_family(spec: DatasetSpec) -> None:
     for name, value, expected, what in checks:
         if value != expected:
             raise ValueError(f"spec {name}={value} but {params} has {what} {expected}; {fix}")
-    if spec.obs_discrete_size not in (0, family.num_states):
-        raise ValueError(
-            f"spec obs_discrete_size={spec.obs_discrete_size} but {params} has {family.num_states} "
-            f"states (obs_discrete_size must be {family.num_states}); {fix}"
-        )
-    if spec.obs_continuous_dim not in (0, family.obs_continuous_dim):
-        raise ValueError(
-            f"spec obs_continuous_dim={spec.obs_continuous_dim} but {params} has "
-            f"obs_continuous_dim {family.obs_continuous_dim}; {fix}"
-        )
+    sizes = (
+        ("obs_discrete_size", spec.obs_discrete_size, family.obs_discrete_size),
+        ("obs_continuous_dim", spec.obs_continuous_dim, family.obs_continuous_dim),
+        ("obs_image_size", spec.obs_image_size, family.obs_image_size),
+    )
+    for name, value, expected in sizes:
+        if value not in (0, expected):
+            raise ValueError(f"spec {name}={value} but {params} has {name} {expected}; {fix}")

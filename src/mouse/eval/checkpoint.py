@@ -98,8 +98,9 @@ def check_compatible(model: Any, family: Any) -> None:
     """Raise ValueError if the model's embedder/heads cannot cover ``family`` (actions, obs ids, dims, time).
 
     Reads ``model.config["embedding_kwargs"]``: ``max_num_actions >= family.num_actions``; with discrete
-    observations ``max_num_obs_discrete >= family.num_states``; with continuous observations
-    ``max_num_obs_continuous >= family.obs_continuous_dim``; with a time token
+    observations ``max_num_obs_discrete >= family.obs_discrete_size``; with continuous / image
+    observations ``max_num_obs_continuous >= family.obs_continuous_dim`` / ``max_num_obs_image >=
+    family.obs_image_size``; with a time token
     ``max_num_time_steps > family.horizon`` (times run 0..horizon).
     """
     emb = dict(getattr(model, "config", {}).get("embedding_kwargs", {}))
@@ -107,17 +108,25 @@ def check_compatible(model: Any, family: Any) -> None:
     problems = []
     if max_actions < family.num_actions:
         problems.append(f"it has {max_actions} actions but {family.name} needs {family.num_actions}")
-    if emb.get("include_obs_discrete") and int(emb.get("max_num_obs_discrete", 0)) < family.num_states:
-        problems.append(
-            f"its obs table has {emb.get('max_num_obs_discrete')} ids but {family.name} has {family.num_states} states"
-        )
-    if emb.get("include_obs_continuous"):
-        dim = int(family.obs_continuous_dim)
-        if dim == 0:
-            problems.append(f"it reads continuous observations but {family.name} has none")
-        elif int(emb.get("max_num_obs_continuous", 0)) < dim:
+    if emb.get("include_obs_discrete"):
+        size = int(family.obs_discrete_size)
+        if size == 0:
+            problems.append(f"it reads discrete observations but {family.name} has none")
+        elif int(emb.get("max_num_obs_discrete", 0)) < size:
             problems.append(
-                f"it reads {emb.get('max_num_obs_continuous')} continuous obs dims but {family.name} has {dim}"
+                f"its obs table has {emb.get('max_num_obs_discrete')} ids but {family.name} has {size} states"
+            )
+    for kind, key, width in (
+        ("continuous", "obs_continuous", int(family.obs_continuous_dim)),
+        ("image", "obs_image", int(family.obs_image_size)),
+    ):
+        if not emb.get(f"include_{key}"):
+            continue
+        if width == 0:
+            problems.append(f"it reads {kind} observations but {family.name} has none")
+        elif int(emb.get(f"max_num_{key}", 0)) < width:
+            problems.append(
+                f"it reads {emb.get(f'max_num_{key}')} {kind} obs values but {family.name} has {width}"
             )
     if emb.get("include_time_token") and int(emb.get("max_num_time_steps", 0)) <= family.horizon:
         problems.append(

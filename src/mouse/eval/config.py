@@ -51,6 +51,7 @@ class EvalConfig:
     device: str = "auto"  # auto = cuda if available else cpu
     output: Optional[str] = None  # results folder; None = the Hydra run dir
     plot: bool = True
+    teacher: bool = True  # also run the dataset's behaviour policy (the teacher curve) on the same runs
 
 
 def register_configs() -> None:

@@ -18,7 +18,7 @@ import torch
 
 from mouse.eval.metrics import Curve, curve, normalized_score
 from mouse.eval.rollout import rollout
-from mouse.rollout import Actor, ModelActor, OracleActor, RandomActor
+from mouse.rollout import Actor, ModelActor, OracleActor, RandomActor, close_env
 
 CONTEXT_POLICY = (
     "sliding_window_reprefill: the model attends to at most context_steps records; when the stream "
@@ -41,20 +41,36 @@ class EvalResult:
     episodes: int
     temperature: float
     seed: int
-    returns: dict[str, np.ndarray]  # {"model", "oracle", "random"} -> [R, E] float64
+    returns: dict[str, np.ndarray]  # "model", "random" and, where known, "oracle", "teacher" -> [R, E]
     runs: list[tuple[int, int]]  # (task_id, seed index) per row of returns
     steps_per_s: float  # agent stream records per second over the batch (rollout wall clock)
     seconds: float  # agent rollout wall clock
     context: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    oracle: str | None = "q_star"  # how the oracle row was obtained (ORACLE_KINDS); None: no oracle
+    teacher: str | None = None  # the behaviour policy the teacher row ran (the dataset's), None: none
 
     def curve(self, who: str) -> Curve:
         return curve(self.returns[who])
 
     @property
+    def normalized(self) -> bool:
+        """Whether scores are defined: the family gave an oracle reference (Q*, BFS, a known maximum)."""
+        return "oracle" in self.returns
+
+    @property
     def score(self) -> tuple[list[float], list[float]]:
-        """Normalised score and its 95% CI half-width per episode index (NaN where oracle == random)."""
+        """Normalised score and its 95% CI half-width per episode index (NaN where oracle == random, or
+        everywhere when there is no oracle: see :attr:`normalized`)."""
+        if not self.normalized:
+            nan = [float("nan")] * self.episodes
+            return nan, list(nan)
         return normalized_score(self.returns["model"], self.returns["oracle"], self.returns["random"])
+
+    @property
+    def who(self) -> list[str]:
+        """The rows present, in table order: model, teacher, oracle, random."""
+        return [k for k in ("model", "teacher", "oracle", "random") if k in self.returns]
 
     @property
     def score_mean(self) -> float:
@@ -68,17 +84,20 @@ class EvalResult:
         return float(np.mean(self.score[0][first - 1 : min(last, self.episodes)]))
 
     def metrics(self) -> dict[str, float]:
-        """Flat metrics: ``return_ep{k}``, ``score_ep{k}``, ``oracle_return_ep{k}``, ``random_return_ep{k}``
-        (k = 1..E), ``score_mean`` and ``steps_per_s``; the trainer logs them under ``eval/``."""
-        model, oracle, random = self.curve("model"), self.curve("oracle"), self.curve("random")
+        """Flat metrics: ``return_ep{k}``, ``<who>_return_ep{k}`` for teacher/oracle/random (k = 1..E),
+        ``return_mean``, ``steps_per_s`` and, when :attr:`normalized`, ``score_ep{k}`` and ``score_mean``;
+        the trainer logs them under ``eval/``."""
         score = self.score[0]
         out: dict[str, float] = {}
         for k in range(self.episodes):
-            out[f"return_ep{k + 1}"] = model.mean[k]
-            out[f"score_ep{k + 1}"] = score[k]
-            out[f"oracle_return_ep{k + 1}"] = oracle.mean[k]
-            out[f"random_return_ep{k + 1}"] = random.mean[k]
-        out["score_mean"] = self.score_mean
+            out[f"return_ep{k + 1}"] = self.curve("model").mean[k]
+            if self.normalized:
+                out[f"score_ep{k + 1}"] = score[k]
+            for who in self.who[1:]:
+                out[f"{who}_return_ep{k + 1}"] = self.curve(who).mean[k]
+        out["return_mean"] = float(np.mean(self.curve("model").mean))
+        if self.normalized:
+            out["score_mean"] = self.score_mean
         out["steps_per_s"] = float(self.steps_per_s)
         return out
 
@@ -100,11 +119,12 @@ class EvalResult:
             "temperature": self.temperature,
             "seed": self.seed,
             "episode": list(range(1, self.episodes + 1)),
-            "model": self.curve("model").to_dict(),
-            "oracle": self.curve("oracle").to_dict(),
-            "random": self.curve("random").to_dict(),
-            "score": {"mean": score, "ci95": score_ci},
-            "score_mean": self.score_mean,
+            "normalized": self.normalized,
+            "oracle_kind": self.oracle,
+            "teacher_policy": self.teacher,
+            **{who: self.curve(who).to_dict() for who in self.who},
+            "score": {"mean": score, "ci95": score_ci} if self.normalized else None,
+            "score_mean": self.score_mean if self.normalized else None,
             "steps_per_s": float(self.steps_per_s),
             "rollout_seconds": float(self.seconds),
             "context": dict(self.context),
@@ -115,14 +135,19 @@ class EvalResult:
         return _nan_to_none(data)
 
     def table(self) -> str:
-        """A plain-text learning-curve table: episode | model | oracle | random | score."""
-        model, oracle, random = self.curve("model"), self.curve("oracle"), self.curve("random")
-        score = self.score[0]
-        lines = [f"{'episode':>7} | {'model':>15} | {'oracle':>15} | {'random':>15} | {'score':>6}"]
+        """A plain-text learning-curve table: episode | model | teacher | oracle | random | score (the
+        rows present; returns are raw, the score column only when :attr:`normalized`)."""
+        who, score = self.who, self.score[0]
+        curves = [self.curve(w) for w in who]
+        head = f"{'episode':>7} | " + " | ".join(f"{w:>15}" for w in who)
+        lines = [head + (f" | {'score':>6}" if self.normalized else "")]
         lines.append("-" * len(lines[0]))
         for k in range(self.episodes):
-            cells = [f"{c.mean[k]:7.3f} ± {c.ci95[k]:5.3f}" for c in (model, oracle, random)]
-            lines.append(f"{k + 1:>7} | " + " | ".join(cells) + f" | {score[k]:6.3f}")
+            cells = [f"{c.mean[k]:7.3f} ± {c.ci95[k]:5.3f}" for c in curves]
+            line = f"{k + 1:>7} | " + " | ".join(cells)
+            lines.append(line + (f" | {score[k]:6.3f}" if self.normalized else ""))
+        if not self.normalized:
+            lines.append(f"(raw returns: task family {self.family!r} gives no oracle reference, so no score)")
         return "\n".join(lines)
 
 
@@ -141,12 +166,14 @@ def evaluate(
     batch_size: int = 64,
     context_steps: int | None = None,
     keep_steps: int | None = None,
+    teacher: bool = True,
 ) -> EvalResult:
     """Evaluate ``model`` in context on the tasks of the dataset ``spec`` (the trainer's eval hook).
 
     Tasks: ``task_ids`` if given, else ``spec.test_task_ids`` (``split="test"``), ``spec.train_task_ids``
     ("train") or both ("all"); the first ``num_tasks`` of them (None = all). ``context_steps`` (None =
-    ``model.max_context_steps``) bounds the context; a trainer passes its ``seq_len``.
+    ``model.max_context_steps``) bounds the context; a trainer passes its ``seq_len``. ``teacher``: also
+    run the dataset's behaviour policy (:func:`dataset_teacher`) on the same runs.
     """
     from mouse.tasks import make_family
 
@@ -155,7 +182,26 @@ def evaluate(
     return evaluate_model(
         model, family, ids, episodes, temperature=temperature, seed=seed, split=split, device=device,
         seeds=seeds, batch_size=batch_size, context_steps=context_steps, keep_steps=keep_steps,
+        teacher=dataset_teacher(spec, family) if teacher else None,
     )  # fmt: skip
+
+
+def dataset_teacher(spec: Any, family: Any) -> Any:
+    """The behaviour policy that collected the dataset ``spec`` (``make_policy(spec.policy, family,
+    **spec.policy_params)``), ready to run on ``family``; None when the spec names no policy or the
+    policy cannot run there (a different family). It keeps its ``num_steps`` schedule
+    (``spec.steps_per_task``) through ``teacher_steps``."""
+    from mouse.tasks import POLICIES, make_policy
+
+    if spec is None or spec.policy not in POLICIES or spec.task_family != family.name:
+        return None
+    try:
+        policy = make_policy(spec.policy, family, **dict(spec.policy_params))
+    except ValueError as err:
+        log.warning("not running the dataset's teacher %r on %s: %s", spec.policy, family.name, err)
+        return None
+    policy.teacher_steps = int(spec.steps_per_task) or None
+    return policy
 
 
 def evaluate_model(
@@ -172,8 +218,10 @@ def evaluate_model(
     batch_size: int = 64,
     context_steps: int | None = None,
     keep_steps: int | None = None,
+    teacher: Any = None,
 ) -> EvalResult:
-    """Evaluate ``model`` (KV-cache :class:`ModelActor`) and the baselines on ``family``'s ``task_ids``.
+    """Evaluate ``model`` (KV-cache :class:`ModelActor`) and the baselines on ``family``'s ``task_ids``
+    (``teacher``: a behaviour policy run beside them, see :func:`evaluate_actor`).
 
     Checks that the model covers the family first. The model's training mode and the caller's torch RNG
     state are restored afterwards (sampling at ``temperature > 0`` is seeded by ``seed``).
@@ -191,11 +239,16 @@ def evaluate_model(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             result = evaluate_actor(
-                actor, family, task_ids, episodes, seeds=seeds, seed=seed, batch_size=batch_size, split=split
-            )
+                actor, family, task_ids, episodes, seeds=seeds, seed=seed, batch_size=batch_size,
+                split=split, teacher=teacher,
+            )  # fmt: skip
     finally:
         model.train(was_training)
     return result
+
+
+ORACLE_KINDS = ("q_star", "reference")  # greedy on exact Q* through the engine | family.oracle_returns
+_WHO_SEED = ("model", "oracle", "random", "teacher")  # each actor's generator index (fixed: same seeds)
 
 
 def evaluate_actor(
@@ -208,33 +261,58 @@ def evaluate_actor(
     seed: int = 0,
     batch_size: int = 64,
     split: str = "test",
+    teacher: Any = None,
 ) -> EvalResult:
-    """Run ``actor`` (a :class:`ModelActor`, a scripted policy...) and the oracle/random baselines.
+    """Run ``actor`` (a :class:`ModelActor`, a scripted policy...) and the baselines on ``family``.
 
-    Every actor meets the same runs (``task_ids`` x ``seeds``), batches and env seeds.
+    Every actor meets the same runs (``task_ids`` x ``seeds``), batches and env seeds (each batch is one
+    ``family.make_vec_env``). Baselines: random (run); the oracle (greedy on Q*, run, when the family has
+    exact values; else the family's ``oracle_returns`` reference per task, constant over episodes; else
+    none, and the result reports raw returns); ``teacher`` (a behaviour ``Policy``, e.g. the dataset's
+    exploring teacher, run through a :class:`PolicyActor` with its cross-episode memory) when given.
     """
+    from mouse.rollout import PolicyActor
+
     if seeds < 1:
         raise ValueError(f"seeds (env seeds per task) must be >= 1, got {seeds}")
     if batch_size < 1:
         raise ValueError(f"batch_size (max environments per batch) must be >= 1, got {batch_size}")
     if not task_ids:
         raise ValueError(f"no tasks to evaluate for family {family.name!r}: task_ids is empty")
-    tasks = {t: family.make_task(t) for t in task_ids}
     runs = [(t, s) for s in range(seeds) for t in task_ids]
-    returns: dict[str, list[np.ndarray]] = {"model": [], "oracle": [], "random": []}
+    oracle_kind = "q_star" if family.has_q_star else None
+    reference = None if family.has_q_star else family.oracle_returns(task_ids, 1.0)
+    if reference is not None:
+        oracle_kind = "reference"
+        reference = dict(zip(task_ids, np.asarray(reference, dtype=np.float64).tolist()))
+    who: list[tuple[str, Any]] = [("model", actor)]
+    if family.has_q_star:
+        who.append(("oracle", OracleActor()))
+    who.append(("random", RandomActor()))
+    if teacher is not None:  # its schedule spans the collected stream, else these episodes
+        steps = getattr(teacher, "teacher_steps", None) or episodes * (family.horizon + 1) + 1
+        who.append(("teacher", PolicyActor(teacher, name="teacher", num_steps=steps)))
+    returns: dict[str, list[np.ndarray]] = {key: [] for key, _ in who}
+    if reference is not None:
+        returns["oracle"] = []
     records, seconds = 0, 0.0
     for s in range(seeds):
         for b in range(math.ceil(len(task_ids) / batch_size)):
             ids = task_ids[b * batch_size : (b + 1) * batch_size]
-            batch = [tasks[t] for t in ids]
             env_seed = int(np.random.SeedSequence([seed, s, b]).generate_state(1)[0])
-            for key, who in (("model", actor), ("oracle", OracleActor()), ("random", RandomActor())):
-                rng = np.random.default_rng([seed, s, b, 1 + ("model", "oracle", "random").index(key)])
-                res = rollout(who, batch, episodes, env_seed, family.num_actions, rng=rng, gamma=family.gamma)
+            for key, actor_b in who:
+                rng = np.random.default_rng([seed, s, b, 1 + _WHO_SEED.index(key)])
+                env = family.make_vec_env(ids, env_seed)
+                try:
+                    res = rollout(actor_b, env, episodes, family.num_actions, rng=rng)
+                finally:
+                    close_env(env)
                 returns[key].append(res.returns)
                 if key == "model":
                     records += res.num_records
                     seconds += res.seconds
+            if reference is not None:
+                returns["oracle"].append(np.repeat(np.array([[reference[t]] for t in ids]), episodes, axis=1))
     context: dict[str, Any] = {"policy": "none (scripted actor)"}
     if isinstance(actor, ModelActor):
         context = {
@@ -257,6 +335,8 @@ def evaluate_actor(
         steps_per_s=records / max(seconds, 1e-9),
         seconds=seconds,
         context=context,
+        oracle=oracle_kind,
+        teacher=None if teacher is None else str(getattr(teacher, "name", type(teacher).__name__)),
     )
 
 

@@ -1,4 +1,4 @@
-"""The in-context learning-curve plot: mean return per episode index for model, oracle and random."""
+"""The in-context learning-curve plot: mean return per episode index for model, teacher, oracle, random."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 STYLE = {
     "model": ("tab:blue", "model"),
-    "oracle": ("tab:green", "oracle (greedy on Q*)"),
+    "teacher": ("tab:orange", "teacher"),
+    "oracle": ("tab:green", "oracle"),
     "random": ("tab:gray", "random"),
 }
+ORACLE_LABELS = {"q_star": "oracle (greedy on Q*)", "reference": "oracle (reference return)"}
 
 
 def plot_curves(result: Any, path: str | Path) -> Path:
-    """Write a PNG of the three mean-return curves with 95% CI bands to ``path``; returns the path.
+    """Write a PNG of the mean-return curves (model, teacher, oracle, random: those present) with 95% CI bands to ``path``; returns the path.
 
     ``result`` is an :class:`mouse.eval.EvalResult`; the title carries the family, split, run count and
     the mean normalised score over all episodes.
@@ -28,7 +30,12 @@ def plot_curves(result: Any, path: str | Path) -> Path:
     episodes = list(range(1, result.episodes + 1))
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     try:
-        for who, (color, label) in STYLE.items():
+        for who in result.who:
+            color, label = STYLE[who]
+            if who == "oracle":
+                label = ORACLE_LABELS.get(result.oracle, label)
+            elif who == "teacher" and result.teacher:
+                label = f"teacher ({result.teacher})"
             c = result.curve(who)
             ax.plot(episodes, c.mean, marker="o", ms=3, color=color, label=label)
             ax.fill_between(episodes, c.lower, c.upper, color=color, alpha=0.2, linewidth=0)
@@ -38,7 +45,9 @@ def plot_curves(result: Any, path: str | Path) -> Path:
         n = len(result.runs)
         ax.set_title(
             f"{result.family} {result.split} tasks: {len(result.task_ids)} tasks x {result.seeds} seeds ({n} runs), "
-            f"score {result.score_mean:.2f}",
+            f"score {result.score_mean:.2f}"
+            if result.normalized
+            else "raw returns (no oracle reference)",
             fontsize=9,
         )
         ax.grid(alpha=0.3)

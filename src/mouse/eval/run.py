@@ -10,7 +10,7 @@ from pathlib import Path
 from mouse.device import resolve_device
 from mouse.eval.checkpoint import check_compatible, load_checkpoint
 from mouse.eval.config import EvalConfig, resolve_family, validate_config
-from mouse.eval.evaluate import EvalResult, evaluate_model, select_tasks
+from mouse.eval.evaluate import EvalResult, dataset_teacher, evaluate_model, select_tasks
 from mouse.eval.plot import plot_curves
 
 __all__ = ["EvalReport", "run_eval"]
@@ -31,7 +31,9 @@ class EvalReport:
         r = self.result
         lines = [
             r.table(),
-            f"score (mean over episodes): {r.score_mean:.3f}   rollout: {r.steps_per_s:.0f} steps/s",
+            f"score (mean over episodes): {r.score_mean:.3f}   rollout: {r.steps_per_s:.0f} steps/s"
+            if r.normalized
+            else f"return (mean over episodes): {r.metrics()['return_mean']:.3f}   rollout: {r.steps_per_s:.0f} steps/s",
         ]
         lines.append(f"results: {self.results_path}")
         if self.plot_path is not None:
@@ -57,6 +59,7 @@ def run_eval(cfg: EvalConfig, run_dir: str | Path) -> EvalReport:
         ckpt.model, family, task_ids, cfg.episodes, temperature=cfg.temperature, seed=cfg.seed,
         split=str(cfg.split), device=device, seeds=cfg.seeds, batch_size=cfg.batch_size,
         context_steps=context_steps, keep_steps=cfg.keep_steps,
+        teacher=dataset_teacher(ckpt.spec, family) if cfg.teacher else None,
     )  # fmt: skip
     result.extra.update(
         checkpoint=str(cfg.checkpoint),

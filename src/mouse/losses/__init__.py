@@ -25,6 +25,7 @@ from mouse.losses.vtrace import VtraceLossConfig, vtrace_loss
 
 __all__ = [
     "LOSSES",
+    "required_columns",
     "DqnLossConfig",
     "LossConfig",
     "LossSpec",
@@ -71,6 +72,23 @@ class LossSpec:
                 f"(present: {sorted(out.keys())}); enable those heads in the model config."
             )
         return self.fn(step_stream, out, cfg)
+
+
+def required_columns(name: str, cfg: LossConfig) -> tuple[str, ...]:
+    """The optional step-record columns loss ``name`` reads under ``cfg`` (beyond action, reward, done,
+    time): ``q_star`` (sp with target q_star, sv), ``teacher_logits`` (sp with target teacher),
+    ``behavior_logits`` (vtrace), ``xformed_reward`` (dqn / vec_dqn with use_xformed_reward)."""
+    if name in ("dqn", "vec_dqn"):
+        return ("xformed_reward",) if cfg.use_xformed_reward else ()
+    if name == "sp":
+        return {"q_star": ("q_star",), "teacher": ("teacher_logits",)}.get(str(cfg.target), ())
+    if name == "sv":
+        return ("q_star",)
+    if name == "vtrace":
+        return ("behavior_logits",)
+    if name in LOSSES:
+        return ()
+    raise KeyError(f"unknown loss {name!r}; known losses: {', '.join(LOSSES)}")
 
 
 def _vec_dqn(step_stream: TensorDict, out: TensorDict, cfg: VecDqnLossConfig) -> LossResult:

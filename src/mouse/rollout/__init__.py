@@ -5,7 +5,7 @@ lockstep following the step-record contract (see `mouse.rollout.engine`). Actors
 `OracleActor`, `PolicyActor` (a `mouse.tasks` policy or teacher, with its logits),
 `StreamPolicyActor`, `ModelActor` (a model acting from its KV cache). Recorders: `ColumnRecorder`
 (dataset columns), `ReturnRecorder` (per-episode returns). `collect_streams` (datasets) and
-`rollout_returns` (teacher curves) run tabular families through it.
+`rollout_returns` (teacher curves) run any task family (`family.make_vec_env`) through it.
 """
 
 from mouse.rollout.actors import (
@@ -18,7 +18,7 @@ from mouse.rollout.actors import (
     StreamPolicyActor,
 )
 from mouse.rollout.engine import run_streams
-from mouse.rollout.env import VecEnv
+from mouse.rollout.env import VecEnv, close_env
 from mouse.rollout.recorders import ColumnRecorder, Recorder, ReturnRecorder, RolloutResult, RunStats, Tick
 from mouse.rollout.streams import collect_streams, rollout_returns
 
@@ -37,6 +37,7 @@ __all__ = [
     "StreamPolicyActor",
     "Tick",
     "VecEnv",
+    "close_env",
     "collect_streams",
     "rollout_returns",
     "run_streams",

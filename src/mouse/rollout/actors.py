@@ -22,7 +22,7 @@ from tensordict import TensorDict
 
 from mouse.rollout.env import OBS_FIELDS
 
-STREAM_KEYS = ("action", "reward", "done", "time", "obs_discrete", "obs_continuous")
+STREAM_KEYS = ("action", "reward", "done", "time", "obs_discrete", "obs_continuous", "obs_image")
 
 
 @dataclass
@@ -196,6 +196,8 @@ class ModelActor:
             self._keys.append("obs_discrete")
         if emb.get("include_obs_continuous", False):
             self._keys.append("obs_continuous")
+        if emb.get("include_obs_image", False):
+            self._keys.append("obs_image")
         self._has_compute_targets = "compute_targets" in inspect.signature(model.forward).parameters
         self.reprefills = 0
         self.records_seen = 0

@@ -32,6 +32,8 @@ class VecEnv(Protocol):
 
     Optional: ``q_star(obs, time) -> [N, A] float32`` exact optimal action values (all -inf where no
     action is taken), for families that have them; a column recorder stores them when present.
+    ``close()`` releases worker processes (callers use :func:`close_env` when done). Environments made
+    by a task family also carry ``tasks``, one entry per stream, for behaviour policies.
     """
 
     num_envs: int
@@ -51,3 +53,10 @@ class VecEnv(Protocol):
 def has_q_star(env: Any) -> bool:
     """Whether `env` exposes exact optimal action values (``q_star(obs, time)``)."""
     return callable(getattr(env, "q_star", None))
+
+
+def close_env(env: Any) -> None:
+    """Release ``env``'s resources (worker processes of an async gymnasium vector env) if it has any."""
+    close = getattr(env, "close", None)
+    if callable(close):
+        close()

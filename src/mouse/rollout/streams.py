@@ -13,7 +13,7 @@ import numpy as np
 
 from mouse.rollout.actors import PolicyActor
 from mouse.rollout.engine import run_streams
-from mouse.rollout.env import VecEnv
+from mouse.rollout.env import VecEnv, close_env
 from mouse.rollout.recorders import ColumnRecorder, ReturnRecorder
 from mouse.tasks.checks import check_int
 from mouse.tasks.core import TaskFamily
@@ -47,10 +47,13 @@ def collect_streams(
         raise ValueError("collect_streams: task_ids is empty; pass at least one task id")
     env, rng = _streams(family, task_ids, seed)
     columns = ColumnRecorder(q_star=family.has_q_star)
-    run_streams(
-        env, PolicyActor(policy, num_steps=steps), [columns], rng=rng, num_records=steps,
-        num_actions=family.num_actions, show_progress=show_progress, desc="collect",
-    )  # fmt: skip
+    try:
+        run_streams(
+            env, PolicyActor(policy, num_steps=steps), [columns], rng=rng, num_records=steps,
+            num_actions=family.num_actions, show_progress=show_progress, desc="collect",
+        )  # fmt: skip
+    finally:
+        close_env(env)
     n = len(task_ids)
     return {
         "stream_id": np.repeat(np.arange(n, dtype=np.int64), steps),
@@ -73,8 +76,11 @@ def rollout_returns(
         raise ValueError("rollout_returns: task_ids is empty; pass at least one task id")
     env, rng = _streams(family, task_ids, seed)
     returns = ReturnRecorder(num_episodes)
-    stats = run_streams(
-        env, PolicyActor(policy, num_steps=steps), [returns], rng=rng, num_records=steps,
-        episodes=num_episodes, num_actions=family.num_actions,
-    )  # fmt: skip
+    try:
+        stats = run_streams(
+            env, PolicyActor(policy, num_steps=steps), [returns], rng=rng, num_records=steps,
+            episodes=num_episodes, num_actions=family.num_actions,
+        )  # fmt: skip
+    finally:
+        close_env(env)
     return returns.result(stats).returns

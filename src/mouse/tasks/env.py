@@ -67,11 +67,13 @@ def _family_env(name: str, task_key: str):
 make_darkroom_env = _family_env("darkroom", "goal")
 make_frozenlake_env = _family_env("frozenlake", "task_id")
 make_bandit_env = _family_env("bandit", "task_id")
+make_keydoor_env = _family_env("keydoor", "task_id")
 
 GYM_IDS = {
     "mouse/DarkRoom-v0": "mouse.tasks.env:make_darkroom_env",
     "mouse/FrozenLake-v0": "mouse.tasks.env:make_frozenlake_env",
     "mouse/Bandit-v0": "mouse.tasks.env:make_bandit_env",
+    "mouse/KeyDoor-v0": "mouse.tasks.env:make_keydoor_env",
 }
 
 

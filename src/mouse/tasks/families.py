@@ -8,11 +8,17 @@ from mouse.tasks.bandit import BanditFamily
 from mouse.tasks.core import TaskFamily
 from mouse.tasks.darkroom import DarkRoomFamily
 from mouse.tasks.frozenlake import FrozenLakeFamily
+from mouse.tasks.gym import GymFamily
+from mouse.tasks.keydoor import KeyDoorFamily
+from mouse.tasks.minigrid import MiniGridFamily
 
 _FAMILY_CLASSES: dict[str, type[TaskFamily]] = {
     "darkroom": DarkRoomFamily,
     "frozenlake": FrozenLakeFamily,
     "bandit": BanditFamily,
+    "keydoor": KeyDoorFamily,
+    "gym": GymFamily,
+    "minigrid": MiniGridFamily,
 }
 FAMILIES: tuple[str, ...] = tuple(_FAMILY_CLASSES)
 
@@ -31,7 +37,8 @@ def _family_class(name: str) -> type[TaskFamily]:
 
 
 def make_family(name: str, **params: object) -> TaskFamily:
-    """Build task family `name` ("darkroom" | "frozenlake" | "bandit") with keyword parameters.
+    """Build task family `name` ("darkroom" | "frozenlake" | "bandit" | "keydoor" | "gym" |
+    "minigrid") with keyword parameters.
 
     Unknown names or parameters raise ValueError listing the valid ones.
     """

@@ -5,11 +5,17 @@ from __future__ import annotations
 import inspect
 
 from mouse.tasks.core import TaskFamily
+from mouse.tasks.keydoor import KeyDoorExplorer
+from mouse.tasks.learners import learner_class
 from mouse.tasks.policies import AnnealedPolicy, ExpertPolicy, Policy, RandomPolicy
 from mouse.tasks.teachers import GridExplorer, ThompsonPolicy, UCBPolicy
 
-POLICIES: tuple[str, ...] = ("random", "expert", "annealed", "explorer", "ucb", "thompson")
+POLICIES: tuple[str, ...] = ("random", "expert", "annealed", "explorer", "ucb", "thompson", "learner")
 BANDIT_ONLY = ("ucb", "thompson")
+Q_STAR_POLICIES = ("expert", "annealed")  # need the family's exact Q*
+# Policies whose actions depend on the whole stream so far (cross-episode memory or a schedule over the
+# stream): a model imitating them must see the stream from its first record (`data.sampling=start`).
+STREAM_POLICIES: tuple[str, ...] = ("explorer", "annealed", "learner", "ucb", "thompson")
 
 
 def _policy_class(name: str, family: TaskFamily) -> tuple[type[Policy], dict]:
@@ -18,10 +24,19 @@ def _policy_class(name: str, family: TaskFamily) -> tuple[type[Policy], dict]:
         raise ValueError(f"unknown policy {name!r}; valid policies: {', '.join(POLICIES)}")
     if name in BANDIT_ONLY and family.name != "bandit":
         raise ValueError(f"policy {name!r} is for the bandit family only, not {family.name!r}")
+    if name in Q_STAR_POLICIES and not family.has_q_star:
+        raise ValueError(
+            f"policy {name!r} acts on exact Q*, which task family {family.name!r} does not have; "
+            "use policy=learner (an RL learner per task) or policy=random"
+        )
     if name == "explorer":  # each family's exploring teacher
         if family.name == "bandit":
             return UCBPolicy, {}
+        if family.name == "keydoor":
+            return KeyDoorExplorer, {}
         return GridExplorer, {"start_known": family.name == "frozenlake"}
+    if name == "learner":  # Algorithm Distillation's learner: tabular Q-learning, else a DQN per stream
+        return learner_class(family), {}
     simple = {"random": RandomPolicy, "expert": ExpertPolicy, "annealed": AnnealedPolicy}
     return {**simple, "ucb": UCBPolicy, "thompson": ThompsonPolicy}[name], {}
 
@@ -35,7 +50,8 @@ def policy_parameters(name: str, family: TaskFamily) -> dict[str, object]:
 
 def make_policy(name: str, family: TaskFamily, **params: object) -> Policy:
     """Build behaviour policy `name` for `family`. "explorer" is the family's exploring teacher (Dark
-    Room / FrozenLake grid explorer, bandit UCB1). Unknown names or parameters raise ValueError."""
+    Room / FrozenLake grid explorer, key-to-door explorer, bandit UCB1). Unknown names or parameters
+    raise ValueError."""
     cls, fixed = _policy_class(name, family)
     valid = policy_parameters(name, family)
     unknown = sorted(set(params) - set(valid))

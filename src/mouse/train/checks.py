@@ -14,7 +14,7 @@ import torch
 
 from mouse.train import config as C
 
-__all__ = ["check_context", "check_fits_data", "check_same_model"]
+__all__ = ["check_context", "check_fits_data", "check_loss_columns", "check_same_model"]
 
 
 def check_fits_data(cfg: C.TrainConfig, spec: Any) -> None:
@@ -26,6 +26,32 @@ def check_fits_data(cfg: C.TrainConfig, spec: Any) -> None:
             raise ValueError(
                 f"model.embedding.{key}={value} is smaller than the dataset's {data[key]} "
                 f"({spec.task_family}); raise it or leave it null to take the dataset's size"
+            )
+
+
+def check_loss_columns(cfg: C.TrainConfig, columns: Any, spec: Any) -> None:
+    """Every active loss must find the dataset columns it reads (``mouse.losses.required_columns``);
+    ValueError naming the loss, the column, the family and the fix otherwise (e.g. ``q_star`` in a
+    family without exact values)."""
+    from mouse.losses import required_columns
+
+    for name, loss_cfg in C.loss_configs(cfg).items():
+        for column in required_columns(name, loss_cfg):
+            if column in columns:
+                continue
+            target = f" (target {loss_cfg.target})" if name == "sp" else ""
+            why = {
+                "q_star": "it has no exact optimal values",
+                "teacher_logits": "its behaviour policy reported no teacher distribution",
+                "behavior_logits": "its behaviour policy reported no behaviour logits",
+            }.get(column, "it was collected without it")
+            fix = {
+                "q_star": "use loss.sp.target=teacher or next_action, or a family with exact Q*",
+                "teacher_logits": "use loss.sp.target=next_action or collect with a policy that has a teacher",
+            }.get(column, f"turn loss.{name} off (loss.{name}.weight=0) or collect data with that column")
+            raise ValueError(
+                f"loss.{name}{target} needs the dataset column {column!r}, which this "
+                f"{spec.task_family or 'unnamed'} dataset does not have ({why}); {fix}"
             )
 
 

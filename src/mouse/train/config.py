@@ -193,6 +193,10 @@ class EmbeddingConfig:
     obs_continuous_encoder: Optional[str] = None
     include_obs_image: Optional[bool] = None
     max_num_obs_image: Optional[int] = None
+    # linear | cells | conv; None: cells when the dataset gives a [H, W, C] grid shape, else linear
+    obs_image_encoder: Optional[str] = None
+    obs_image_vocab: Optional[int] = None  # values per image channel (cells / conv); None: 256 (any uint8)
+    obs_image_cell_dim: Optional[int] = None  # width of a cell's vector (cells / conv)
     token_data_len: Optional[int] = None
     num_compute_tokens: Optional[int] = None
     concat_modalities: Optional[bool] = None
@@ -290,7 +294,13 @@ class DataConfig:
     path: Optional[str] = None
     collect: Optional[CollectConfig] = None  # mouse-collect settings (task, policy, num_tasks, ...)
     cache_dir: Optional[str] = None  # None = $MOUSE_CACHE_DIR or ~/.cache/mouse/datasets
-    sampling: Sampling = Sampling.random
+    # In-context episodes per training window: the one knob of the layout. With it, a null
+    # trainer.seq_len is episodes x (horizon + 1), a null collect.steps_per_task is seq_len (one window
+    # per stream) and a null trainer.eval_episodes is episodes (see resolve_layout).
+    episodes: Optional[int] = None
+    # random | sequential | last | start; null: start when the behaviour policy acts on the whole stream
+    # (mouse.tasks.STREAM_POLICIES: explorers, learners, annealed, bandit teachers), else random
+    sampling: Optional[Sampling] = None
     prefetch: int = 2  # batches built ahead in a thread; 0 = none
     allow_short_streams: bool = False  # skip streams shorter than trainer.seq_len (default: an error)
     augment: AugmentNode = field(default_factory=AugmentNode)  # mouse.data.AugmentConfig fields (all off)
@@ -340,12 +350,12 @@ class HubConfig:
 class TrainerConfig:
     steps: int = 1000
     batch_size: int = 32
-    seq_len: int = 200  # window length in steps (records)
+    seq_len: Optional[int] = None  # window length in records; null = data.episodes x (horizon + 1)
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     log_every: int = 10
     eval_every: int = 0  # 0 = evaluate only at the end
     eval_num_tasks: int = 16  # held-out tasks per evaluation; 0 = no evaluation
-    eval_episodes: int = 8
+    eval_episodes: Optional[int] = None  # null = data.episodes (else the episodes a window holds)
     eval_temperature: float = 1.0
     checkpoint_every: int = 0  # 0 = only at the end
     keep_last: int = 3  # checkpoints kept; 0 = all
@@ -544,12 +554,20 @@ def validate_config(cfg: TrainConfig) -> None:
     t = cfg.trainer
     _check(t.steps >= 1, f"trainer.steps={t.steps} must be >= 1")
     _check(t.batch_size >= 1, f"trainer.batch_size={t.batch_size} must be >= 1")
-    _check(t.seq_len >= 2, f"trainer.seq_len={t.seq_len} must be >= 2 (TD losses pair step t with t+1)")
+    _check(
+        t.seq_len is None or t.seq_len >= 2,
+        f"trainer.seq_len={t.seq_len} must be >= 2 (TD losses pair step t with t+1)",
+    )
+    e = cfg.data.episodes
+    _check(e is None or e >= 1, f"data.episodes={e} must be >= 1 (or null: set trainer.seq_len)")
     _check(t.grad_clip >= 0, f"trainer.grad_clip={t.grad_clip} must be >= 0 (0 turns clipping off)")
     _check(t.log_every >= 1, f"trainer.log_every={t.log_every} must be >= 1")
     for key in ("eval_every", "eval_num_tasks", "checkpoint_every", "keep_last"):
         _check(getattr(t, key) >= 0, f"trainer.{key}={getattr(t, key)} must be >= 0")
-    _check(t.eval_episodes >= 1, f"trainer.eval_episodes={t.eval_episodes} must be >= 1")
+    _check(
+        t.eval_episodes is None or t.eval_episodes >= 1,
+        f"trainer.eval_episodes={t.eval_episodes} must be >= 1",
+    )
     _check(t.eval_temperature >= 0, f"trainer.eval_temperature={t.eval_temperature} must be >= 0")
     parse_device(t.device)
     t.resume_mode  # noqa: B018 (raises on an unknown mode)
@@ -583,14 +601,71 @@ def validate_config(cfg: TrainConfig) -> None:
         cfg.data.path is not None or cfg.data.collect is not None,
         "data.path and data.collect are both null: choose a data config (data=darkroom) or set data.path",
     )
-    if cfg.data.path is None:
+    if cfg.data.path is None and cfg.data.collect.steps_per_task is not None:  # else resolve_layout checks
         try:
             collect_config(cfg.data.collect)
-        except ValueError as e:
-            raise ValueError(f"data.collect: {e}") from e
+        except ValueError as err:
+            raise ValueError(f"data.collect: {err}") from err
     augment_config(cfg)
     _check(cfg.data.prefetch >= 0, f"data.prefetch={cfg.data.prefetch} must be >= 0")
     if cfg.hub.push_every_checkpoint:
         _check(cfg.hub.repo_id is not None, "hub.push_every_checkpoint=true needs hub.repo_id=<user>/<model>")
     if cfg.hub.repo_id is not None:
         check_push_target(cfg.hub.repo_id, "hub.repo_id")
+
+
+def resolve_layout(cfg: TrainConfig, spec: Any = None) -> TrainConfig:
+    """``cfg`` with its window layout filled in from ``data.episodes`` and the task family (DESIGN.md).
+
+    The horizon H and the behaviour policy come from ``spec`` (a loaded dataset's ``DatasetSpec``) or,
+    without one, from ``data.collect`` (its family is built to read H). Null fields are derived, set
+    ones are kept: ``trainer.seq_len = episodes x (H + 1)`` (an episode of H transitions takes H + 1
+    records), ``data.collect.steps_per_task = seq_len`` (one window per stream),
+    ``trainer.eval_episodes = episodes`` (else the episodes a window holds) and ``data.sampling`` =
+    ``start`` for policies in ``mouse.tasks.STREAM_POLICIES`` (else ``random``). ValueError naming the
+    keys when ``seq_len`` can be neither read nor derived.
+    """
+    from mouse.tasks import STREAM_POLICIES, make_family
+
+    data, t = cfg.data, cfg.trainer
+    if spec is not None:
+        horizon, policy = int(spec.horizon), str(spec.policy)
+    elif data.collect is not None:
+        from mouse.data.config import task_kwargs
+
+        try:
+            horizon = int(make_family(data.collect.task.name, **task_kwargs(data.collect.task)).horizon)
+        except ValueError as err:
+            raise ValueError(f"data.collect.task: {err}") from err
+        policy = str(data.collect.policy.name)
+    else:
+        raise ValueError("resolve_layout needs the dataset spec when data.path is set")
+    seq_len = t.seq_len
+    if seq_len is None:
+        if data.episodes is None:
+            raise ValueError(
+                "trainer.seq_len and data.episodes are both null: set data.episodes=E (windows of E "
+                f"episodes = E x {horizon + 1} records for this horizon {horizon}) or trainer.seq_len=N"
+            )
+        seq_len = data.episodes * (horizon + 1)
+    eval_episodes = t.eval_episodes
+    if eval_episodes is None:
+        eval_episodes = data.episodes or max(1, seq_len // (horizon + 1))
+    sampling = data.sampling
+    if sampling is None:
+        sampling = Sampling.start if policy in STREAM_POLICIES else Sampling.random
+    collect = data.collect
+    if collect is not None and collect.steps_per_task is None:
+        collect = dataclasses.replace(collect, steps_per_task=seq_len)
+    out = dataclasses.replace(
+        cfg,
+        trainer=dataclasses.replace(t, seq_len=seq_len, eval_episodes=eval_episodes),
+        data=dataclasses.replace(data, sampling=sampling, collect=collect),
+    )
+    validate_config(out)
+    if out.data.path is None:
+        try:
+            collect_config(out.data.collect)
+        except ValueError as err:
+            raise ValueError(f"data.collect: {err}") from err
+    return out

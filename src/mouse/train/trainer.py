@@ -45,7 +45,7 @@ from mouse.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from mouse.train.checks import check_context, check_fits_data, check_same_model
+from mouse.train.checks import check_context, check_fits_data, check_loss_columns, check_same_model
 from mouse.train.dist import (
     all_reduce_mean_,
     cleanup_distributed,
@@ -88,13 +88,18 @@ def _info(message: str) -> None:
 def build_model(cfg: C.TrainConfig, spec: Any) -> torch.nn.Module:
     """The model ``cfg`` describes, its ``embedding_kwargs`` filled in from the dataset ``spec``.
 
-    ``model.embedding`` overrides are merged over ``spec.embedding_kwargs()``; the class follows the
-    ``load_model`` rule (empty backbone → none, ``head_dim`` → Qwen3, else Llama).
+    ``model.embedding`` overrides are merged over ``spec.embedding_kwargs()``; image grids with a known
+    ``[H, W, C]`` shape (MiniGrid's symbolic view) get the per-cell encoder unless
+    ``model.embedding.obs_image_encoder`` says otherwise. The class follows the ``load_model`` rule
+    (empty backbone → none, ``head_dim`` → Qwen3, else Llama).
     """
+    data = spec.embedding_kwargs()
+    if data.get("include_obs_image") and len(data.get("obs_image_shape") or ()) == 3:
+        data["obs_image_encoder"] = "cells"
     kwargs: dict[str, Any] = {
         "hidden_dim": cfg.model.hidden_dim,
         "backbone_kwargs": C.backbone_kwargs(cfg),
-        "embedding_kwargs": {**spec.embedding_kwargs(), **C.embedding_overrides(cfg)},
+        "embedding_kwargs": {**data, **C.embedding_overrides(cfg)},
         **{f"{head}_head_kwargs": C.head_kwargs(cfg, head) for head in C.HEAD_NAMES},
         "action_head": None if cfg.heads.action_head is None else cfg.heads.action_head.value,
     }
@@ -140,6 +145,8 @@ class Trainer:
         for note in C.enable_loss_heads(cfg):
             _info(note)
         C.validate_config(cfg)
+        if cfg.data.path is None:  # the layout follows from the family (data.episodes); see resolve_layout
+            cfg = self.cfg = C.resolve_layout(cfg)
         resume_from = None
         mode = cfg.trainer.resume_mode
         if mode != "false":
@@ -164,7 +171,10 @@ class Trainer:
 
         self.dataset = load_training_data(cfg)
         self.spec = self.dataset.spec
+        if cfg.data.path is not None:
+            cfg = self.cfg = C.resolve_layout(cfg, spec=self.spec)
         check_fits_data(cfg, self.spec)
+        check_loss_columns(cfg, self.dataset.columns, self.spec)
         self.model = build_model(cfg, self.spec)
         check_context(cfg, self.model)
         self.model = self.model.to(self.device)

@@ -18,7 +18,10 @@ Encoders: discrete fields (action, done, time, obs_discrete) use embedding table
 Fourier features (:class:`~mouse.models.embedding.fourier.FourierFeatures`, over the fixed range
 [-1, 1]; values outside still get well-defined features) and a linear map;
 continuous observations use per-dimension Fourier features or the raw values (``"linear"``);
-image pixels (uint8) are scaled to [0, 1] and mapped linearly.
+image pixels (uint8) are scaled to [0, 1] and mapped linearly (``obs_image_encoder="linear"``, chunked
+like obs_continuous), or, for small symbolic grids such as MiniGrid's 7x7x3 view, read as ids
+(``"cells"``: per-cell embeddings, or ``"conv"``: a small conv net; :mod:`mouse.models.embedding.image`)
+that need ``obs_image_shape = [H, W, C]`` and give one token.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from torch import nn
 
 from mouse.contract import PAD_KEY, STEP_KEYS
 from mouse.models.embedding.fourier import FourierFeatures
+from mouse.models.embedding.image import GridCellEncoder, GridConvEncoder, check_image_shape
 
 __all__ = ["EMBEDDING_DEFAULTS", "StepEmbedder", "TokenType", "resolve_embedding_kwargs"]
 
@@ -68,6 +72,10 @@ EMBEDDING_DEFAULTS: dict[str, Any] = {
     "obs_continuous_encoder": "fourier",  # "fourier" | "linear"
     "include_obs_image": False,
     "max_num_obs_image": 0,  # P, the flattened pixel count
+    "obs_image_encoder": "linear",  # "linear" (pixels / 255) | "cells" | "conv" (symbolic grids)
+    "obs_image_shape": (),  # [H, W, C] of the P pixels, channels last; needed by "cells" / "conv"
+    "obs_image_vocab": 256,  # "cells" / "conv": ids per channel, pixels must lie in [0, vocab) (MiniGrid: 16)
+    "obs_image_cell_dim": 32,  # "cells" / "conv": width of the per-cell vectors (conv channels)
     "token_data_len": 16,  # values per token for obs_continuous / obs_image in concat mode
     "num_compute_tokens": 0,
     "concat_modalities": False,
@@ -79,6 +87,7 @@ EMBEDDING_DEFAULTS: dict[str, Any] = {
 }
 
 _OBS_CONTINUOUS_ENCODERS = ("fourier", "linear")
+_OBS_IMAGE_ENCODERS = {"linear": None, "cells": GridCellEncoder, "conv": GridConvEncoder}
 
 
 def resolve_embedding_kwargs(embedding_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +119,7 @@ def resolve_embedding_kwargs(embedding_kwargs: dict[str, Any]) -> dict[str, Any]
             f"embedding_kwargs['obs_continuous_encoder'] must be one of {_OBS_CONTINUOUS_ENCODERS}, "
             f"got {kw['obs_continuous_encoder']!r}."
         )
+    _check_image_kwargs(kw)
     if not any(
         kw[k]
         for k in (
@@ -124,6 +134,35 @@ def resolve_embedding_kwargs(embedding_kwargs: dict[str, Any]) -> dict[str, Any]
     ):
         raise ValueError("embedding_kwargs: every modality is switched off; include at least one.")
     return kw
+
+
+def _check_image_kwargs(kw: dict[str, Any]) -> None:
+    """Validate the obs_image encoder kwargs in place (``obs_image_shape`` becomes a list of ints)."""
+    if kw["obs_image_encoder"] not in _OBS_IMAGE_ENCODERS:
+        raise ValueError(
+            f"embedding_kwargs['obs_image_encoder'] must be one of {list(_OBS_IMAGE_ENCODERS)}, "
+            f"got {kw['obs_image_encoder']!r}."
+        )
+    shape = list(check_image_shape(kw["obs_image_shape"], "embedding_kwargs['obs_image_shape']"))
+    kw["obs_image_shape"] = shape
+    for key, low, high in (("obs_image_vocab", 1, 256), ("obs_image_cell_dim", 1, None)):
+        value = kw[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
+            allowed = f"in [{low}, {high}]" if high else f">= {low}"
+            raise ValueError(f"embedding_kwargs['{key}'] must be an integer {allowed}, got {value!r}.")
+    if not kw["include_obs_image"]:
+        return
+    if shape and math.prod(shape) != int(kw["max_num_obs_image"]):
+        raise ValueError(
+            f"embedding_kwargs['obs_image_shape']={shape} holds {math.prod(shape)} pixels but "
+            f"'max_num_obs_image' is {kw['max_num_obs_image']}; make their product match."
+        )
+    if kw["obs_image_encoder"] != "linear" and len(shape) != 3:
+        raise ValueError(
+            f"embedding_kwargs['obs_image_encoder']={kw['obs_image_encoder']!r} needs "
+            f"'obs_image_shape' = [H, W, C] (channels last), got {shape}; set it (a dataset spec's "
+            "obs_image_shape fills it) or use obs_image_encoder='linear'."
+        )
 
 
 def _check_int_field(td: TensorDict, key: str, low: int, high: int, what: str) -> None:
@@ -200,8 +239,16 @@ class StepEmbedder(nn.Module):
             self.obs_continuous_proj, self.obs_continuous_chunk = self._chunked_encoder(
                 self.num_obs_continuous, per_dim
             )
+        self.obs_image_vocab = int(kw["obs_image_vocab"])
+        self.obs_image_enc: GridCellEncoder | GridConvEncoder | None = None
         if self.use["obs_image"]:
-            self.obs_image_proj, self.obs_image_chunk = self._chunked_encoder(self.num_obs_image, 1)
+            grid_cls = _OBS_IMAGE_ENCODERS[kw["obs_image_encoder"]]
+            if grid_cls is None:
+                self.obs_image_proj, self.obs_image_chunk = self._chunked_encoder(self.num_obs_image, 1)
+            else:  # one token per step, in both modes
+                self.obs_image_enc = grid_cls(
+                    kw["obs_image_shape"], self.obs_image_vocab, int(kw["obs_image_cell_dim"]), D
+                )
         if self.num_compute_tokens:
             self.compute_emb = nn.Parameter(torch.empty(self.num_compute_tokens, D))
 
@@ -220,7 +267,8 @@ class StepEmbedder(nn.Module):
             if self.use["obs_continuous"]:
                 pattern += [int(TokenType.OBS_CONTINUOUS)] * self._num_chunks(self.num_obs_continuous)
             if self.use["obs_image"]:
-                pattern += [int(TokenType.OBS_IMAGE)] * self._num_chunks(self.num_obs_image)
+                n = 1 if self.obs_image_enc is not None else self._num_chunks(self.num_obs_image)
+                pattern += [int(TokenType.OBS_IMAGE)] * n
         else:
             pattern = [int(TokenType.STEP)]
         pattern += [int(TokenType.COMPUTE)] * self.num_compute_tokens
@@ -248,6 +296,8 @@ class StepEmbedder(nn.Module):
                     nn.init.zeros_(module.bias)
         if self.num_compute_tokens:
             nn.init.normal_(self.compute_emb, std=std)
+        if self.obs_image_enc is not None:  # re-initialises every parameter of its own
+            self.obs_image_enc.reset_parameters(std)
 
     # ----------------------------------------------------------------------------------- validation
     def validate(self, step_stream: TensorDict) -> None:
@@ -307,6 +357,8 @@ class StepEmbedder(nn.Module):
             raise ValueError(
                 f"step_stream['obs_image'] must be uint8, got {step_stream.get('obs_image').dtype}."
             )
+        if self.obs_image_enc is not None and self.obs_image_vocab < 256:
+            self._check_image_vocab(step_stream.get("obs_image"))
         if "pad" in step_stream.keys() and step_stream.get("pad").dtype != torch.bool:
             raise ValueError(f"step_stream['pad'] must be bool, got {step_stream.get('pad').dtype}.")
         if "pad" in step_stream.keys():
@@ -316,6 +368,19 @@ class StepEmbedder(nn.Module):
                 raise ValueError(
                     f"step_stream['pad'] marks every step of window {row} as PAD; nothing to embed."
                 )
+
+    def _check_image_vocab(self, pix: torch.Tensor) -> None:
+        """Grid encoders read pixels as ids: each must lie below ``obs_image_vocab`` (one max per batch)."""
+        if pix.numel() == 0 or int(pix.max()) < self.obs_image_vocab:
+            return
+        flat = pix.reshape(-1)
+        first = int((flat >= self.obs_image_vocab).nonzero()[0, 0])
+        C = self.obs_image_enc.shape[2]
+        raise ValueError(
+            f"step_stream['obs_image'] holds {int(flat[first])} (channel {first % C} of [H, W, C]="
+            f"{list(self.obs_image_enc.shape)}), outside [0, {self.obs_image_vocab}) (obs_image_vocab); "
+            "raise embedding_kwargs['obs_image_vocab'] or use obs_image_encoder='linear'."
+        )
 
     # -------------------------------------------------------------------------------------- forward
     def _chunks(self, feats: torch.Tensor, proj: nn.Linear, chunk: nn.Embedding | None) -> torch.Tensor:
@@ -345,7 +410,9 @@ class StepEmbedder(nn.Module):
             x = td.get("obs_continuous").float()
             feats = self.obs_continuous_ff(x) if self.obs_continuous_ff is not None else x.unsqueeze(-1)
             out.append(self._chunks(feats, self.obs_continuous_proj, self.obs_continuous_chunk))
-        if self.use["obs_image"]:
+        if self.use["obs_image"] and self.obs_image_enc is not None:
+            out.append(self.obs_image_enc(td.get("obs_image")).unsqueeze(2))
+        elif self.use["obs_image"]:
             pix = td.get("obs_image").float().mul_(1.0 / 255.0).unsqueeze(-1)
             out.append(self._chunks(pix, self.obs_image_proj, self.obs_image_chunk))
         return out
