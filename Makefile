@@ -51,7 +51,7 @@ train: setup ## the default recipe: mouse-train, then mouse-eval on its checkpoi
 TASK ?= darkroom
 # per-recipe bench settings (chosen by measurement, see README "Results")
 BENCH_ICRL_darkroom ?= --steps 1800
-BENCH_ICRL_keydoor ?= --steps 900 --num-tasks 256
+BENCH_ICRL_keydoor ?= --steps 500 --num-tasks 256
 bench-icrl: setup ## collect → train → eval on held-out tasks (TASK=darkroom|keydoor); ends with the icrl: line
 	$(PY) scripts/bench_icrl.py --task $(TASK) $(BENCH_ICRL_$(TASK))
 

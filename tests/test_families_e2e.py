@@ -147,3 +147,38 @@ def test_minigrid_grids_get_the_cell_encoder_by_default(tmp_path):
     assert emb["obs_image_encoder"] == "cells" and emb["obs_image_shape"] == [7, 7, 3]
     with pytest.raises(ValueError, match="obs_image_encoder"):
         train(tmp_path / "x", data, ["data.episodes=3", "model.embedding.obs_image_encoder=pixels"])
+
+
+def test_q_star_policies_refuse_families_without_exact_values():
+    from mouse.tasks import make_family, make_policy
+
+    fam = make_family("gym", env_id="CartPole-v1", horizon=20)
+    for name in ("expert", "annealed"):
+        with pytest.raises(ValueError, match=rf"policy '{name}' acts on exact Q\*.*'gym'.*policy=learner"):
+            make_policy(name, fam)
+
+
+def test_layout_follows_from_the_family_and_one_knob():
+    from mouse.train.config import resolve_layout
+
+    def layout(overrides):
+        cfg = resolve_layout(_compose("train", overrides, TrainConfig, register_train))
+        return (
+            cfg.trainer.seq_len,
+            cfg.data.collect.steps_per_task,
+            cfg.trainer.eval_episodes,
+            str(cfg.data.sampling),
+        )
+
+    assert layout([]) == (210, 210, 10, "start")  # Dark Room: 10 x (20 + 1); the explorer remembers
+    assert layout(["data=keydoor"]) == (255, 255, 5, "start")  # 5 x (50 + 1)
+    assert layout(["data=keydoor", "data.episodes=2"]) == (102, 102, 2, "start")
+    assert layout(["policy@data.collect.policy=random"]) == (
+        210,
+        210,
+        10,
+        "random",
+    )  # no memory: windows anywhere
+    assert layout(["trainer.seq_len=50", "trainer.eval_episodes=3"]) == (50, 50, 3, "start")  # set ones win
+    with pytest.raises(ValueError, match=r"trainer.seq_len and data.episodes are both null.*21 records"):
+        layout(["data.episodes=null"])

@@ -84,25 +84,49 @@ FAMILY_DATA = {
         "data.collect.task.num_tasks_pool=12",
         "data.collect.task.test_fraction=0.25",
     ],
+    "keydoor": [
+        "data.collect.task.size=3",
+        "data.collect.task.horizon=6",
+        "data.collect.task.test_fraction=0.25",
+    ],
+    "darkroom_ad": [
+        "data.collect.task.size=3",
+        "data.collect.task.horizon=6",
+        "data.collect.task.test_fraction=0.25",
+    ],
+    "minigrid": [
+        "data.collect.task.size=5",
+        "data.collect.task.horizon=8",
+        "data.collect.task.test_fraction=0.25",
+    ],
+    "cartpole": [
+        "data.collect.task.horizon=20",
+        "data.collect.task.num_tasks_pool=12",
+        "data.collect.task.test_fraction=0.25",
+        "data.collect.steps_per_task=60",
+    ],
 }
 
 
 @pytest.mark.parametrize("family", sorted(FAMILY_DATA))
 @pytest.mark.usefixtures("in_process")
 def test_data_frozenlake_and_bandit_train(family, tmp_path):
-    """README: ``mouse-train data=frozenlake`` (or ``data=bandit``) trains on that family's data and
-    evaluates on its held-out tasks at the end."""
+    """README: ``mouse-train data=frozenlake`` (or ``data=bandit``, ``data=keydoor``, ``data=minigrid``,
+    ``data=cartpole``, ``data=darkroom_ad``) trains on that family's data and evaluates on its held-out tasks
+    at the end."""
     from mouse.train.trainer import run_training
 
     cfg = compose_cfg([f"data={family}", *FAMILY_DATA[family], *TINY_ANY, "logger=none", "trainer.steps=2"])
-    assert cfg.data.collect.task.name == family
+    assert cfg.data.collect.task.name == {"darkroom_ad": "darkroom", "cartpole": "gym"}.get(family, family)
     result = run_training(cfg, tmp_path / "run")
     assert result.step == 2
     got = losses(tmp_path / "run")
     assert sorted(got) == [1, 2] and all(np.isfinite(v) for v in got.values())
     last = tmp_path / "run" / "checkpoints" / "last"
     spec = json.loads((last / "dataset_spec.json").read_text())
-    assert spec["task_family"] == family and spec["policy"] == "explorer"
+    assert (
+        spec["task_family"] == cfg.data.collect.task.name and spec["policy"] == cfg.data.collect.policy.name
+    )
     config = json.loads((last / "config.json").read_text())
     assert config["embedding_kwargs"]["max_num_actions"] >= spec["num_actions"]
     evaluated = json.loads((tmp_path / "run" / "eval" / "step-2.json").read_text())

@@ -7,6 +7,7 @@ import inspect
 from mouse.tasks.core import TaskFamily
 from mouse.tasks.keydoor import KeyDoorExplorer
 from mouse.tasks.learners import learner_class
+from mouse.tasks.minigrid_explorer import MiniGridExplorer
 from mouse.tasks.policies import AnnealedPolicy, ExpertPolicy, Policy, RandomPolicy
 from mouse.tasks.teachers import GridExplorer, ThompsonPolicy, UCBPolicy
 
@@ -34,6 +35,8 @@ def _policy_class(name: str, family: TaskFamily) -> tuple[type[Policy], dict]:
             return UCBPolicy, {}
         if family.name == "keydoor":
             return KeyDoorExplorer, {}
+        if family.name == "minigrid":
+            return MiniGridExplorer, {}
         return GridExplorer, {"start_known": family.name == "frozenlake"}
     if name == "learner":  # Algorithm Distillation's learner: tabular Q-learning, else a DQN per stream
         return learner_class(family), {}
@@ -50,8 +53,8 @@ def policy_parameters(name: str, family: TaskFamily) -> dict[str, object]:
 
 def make_policy(name: str, family: TaskFamily, **params: object) -> Policy:
     """Build behaviour policy `name` for `family`. "explorer" is the family's exploring teacher (Dark
-    Room / FrozenLake grid explorer, key-to-door explorer, bandit UCB1). Unknown names or parameters
-    raise ValueError."""
+    Room / FrozenLake grid explorer, key-to-door explorer, minigrid room explorer, bandit UCB1). Unknown
+    names or parameters raise ValueError."""
     cls, fixed = _policy_class(name, family)
     valid = policy_parameters(name, family)
     unknown = sorted(set(params) - set(valid))
