@@ -93,7 +93,9 @@ def test_unknown_family_or_task_ids_fail_at_load(tmp_path):
 
 # 4. task_params inconsistent with the observation size
 def test_task_params_inconsistent_with_obs_size(tmp_path):
-    with pytest.raises(ValueError, match=r"spec\.json: spec obs_discrete_size=9 but .*'size': 5.* 25 states"):
+    with pytest.raises(
+        ValueError, match=r"spec\.json: spec obs_discrete_size=9 but .*'size': 5.* obs_discrete_size 25"
+    ):
         load_dataset(_darkroom_dataset(tmp_path / "a", task_params={"size": 5, "horizon": 4, "gamma": 1.0}))
     with pytest.raises(ValueError, match=r"spec horizon=4 but .* horizon 20"):
         load_dataset(_darkroom_dataset(tmp_path / "b", task_params={"size": 3}))

@@ -84,7 +84,10 @@ def test_default_recipe():
         "num_compute_tokens": 0,
     }
     assert cfg.data.collect.task.name == "darkroom" and cfg.data.collect.policy.name == "explorer"
-    assert (cfg.trainer.batch_size, cfg.trainer.seq_len) == (32, 210)
+    assert (cfg.trainer.batch_size, cfg.trainer.seq_len, cfg.data.episodes) == (32, None, 10)
+    resolved = C.resolve_layout(cfg)  # the layout follows from the family: 10 episodes x (20 + 1)
+    assert (resolved.trainer.seq_len, resolved.data.collect.steps_per_task) == (210, 210)
+    assert resolved.trainer.eval_episodes == 10 and resolved.data.sampling == "start"
     assert cfg.logger.kind == "wandb" and cfg.logger.mode == "offline" and cfg.hub.repo_id is None
     assert C.backbone_kwargs(_train(["backbone=none"])) == {}
 

@@ -130,7 +130,7 @@ def test_data_frozenlake_and_bandit_train(family, tmp_path):
     config = json.loads((last / "config.json").read_text())
     assert config["embedding_kwargs"]["max_num_actions"] >= spec["num_actions"]
     evaluated = json.loads((tmp_path / "run" / "eval" / "step-2.json").read_text())
-    assert evaluated["task"]["family"] == family
+    assert evaluated["task"]["family"] == cfg.data.collect.task.name
     assert set(evaluated["task"]["task_ids"]) <= set(spec["test_task_ids"])
 
 
