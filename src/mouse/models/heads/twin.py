@@ -45,9 +45,8 @@ class TwinHead(nn.Module):
             raise ValueError(f"Polyak tau must be in [0, 1], got {tau}.")
         if tau == 0.0:
             return
-        tgt = list(self.target.parameters())
-        src = list(self.online.parameters())
-        torch._foreach_lerp_(tgt, src, tau)
+        for tgt, src in zip(self.target.parameters(), self.online.parameters(), strict=True):
+            tgt.lerp_(src, tau)  # public per-tensor op: a head holds a handful of tensors
 
 
 class DQNHead(TwinHead):
