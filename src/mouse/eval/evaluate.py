@@ -182,15 +182,15 @@ def evaluate(
     return evaluate_model(
         model, family, ids, episodes, temperature=temperature, seed=seed, split=split, device=device,
         seeds=seeds, batch_size=batch_size, context_steps=context_steps, keep_steps=keep_steps,
-        teacher=dataset_teacher(spec, family) if teacher else None,
+        teacher=dataset_teacher(spec, family) if teacher else None, teacher_steps=spec.steps_per_task or None,
     )  # fmt: skip
 
 
 def dataset_teacher(spec: Any, family: Any) -> Any:
     """The behaviour policy that collected the dataset ``spec`` (``make_policy(spec.policy, family,
     **spec.policy_params)``), ready to run on ``family``; None when the spec names no policy or the
-    policy cannot run there (a different family). It keeps its ``num_steps`` schedule
-    (``spec.steps_per_task``) through ``teacher_steps``."""
+    policy cannot run there (a different family). Pass ``teacher_steps=spec.steps_per_task`` with it so
+    its schedule spans the collected stream."""
     from mouse.tasks import POLICIES, make_policy
 
     if spec is None or spec.policy not in POLICIES or spec.task_family != family.name:
@@ -200,7 +200,6 @@ def dataset_teacher(spec: Any, family: Any) -> Any:
     except ValueError as err:
         log.warning("not running the dataset's teacher %r on %s: %s", spec.policy, family.name, err)
         return None
-    policy.teacher_steps = int(spec.steps_per_task) or None
     return policy
 
 
@@ -219,9 +218,10 @@ def evaluate_model(
     context_steps: int | None = None,
     keep_steps: int | None = None,
     teacher: Any = None,
+    teacher_steps: int | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` (KV-cache :class:`ModelActor`) and the baselines on ``family``'s ``task_ids``
-    (``teacher``: a behaviour policy run beside them, see :func:`evaluate_actor`).
+    (``teacher``, ``teacher_steps``: a behaviour policy run beside them, see :func:`evaluate_actor`).
 
     Checks that the model covers the family first. The model's training mode and the caller's torch RNG
     state are restored afterwards (sampling at ``temperature > 0`` is seeded by ``seed``).
@@ -240,7 +240,7 @@ def evaluate_model(
             torch.manual_seed(seed)
             result = evaluate_actor(
                 actor, family, task_ids, episodes, seeds=seeds, seed=seed, batch_size=batch_size,
-                split=split, teacher=teacher,
+                split=split, teacher=teacher, teacher_steps=teacher_steps,
             )  # fmt: skip
     finally:
         model.train(was_training)
@@ -262,6 +262,7 @@ def evaluate_actor(
     batch_size: int = 64,
     split: str = "test",
     teacher: Any = None,
+    teacher_steps: int | None = None,
 ) -> EvalResult:
     """Run ``actor`` (a :class:`ModelActor`, a scripted policy...) and the baselines on ``family``.
 
@@ -269,7 +270,8 @@ def evaluate_actor(
     ``family.make_vec_env``). Baselines: random (run); the oracle (greedy on Q*, run, when the family has
     exact values; else the family's ``oracle_returns`` reference per task, constant over episodes; else
     none, and the result reports raw returns); ``teacher`` (a behaviour ``Policy``, e.g. the dataset's
-    exploring teacher, run through a :class:`PolicyActor` with its cross-episode memory) when given.
+    exploring teacher, run through a :class:`PolicyActor` with its cross-episode memory) when given; its
+    schedule spans ``teacher_steps`` records (the collected stream; None: these episodes' records).
     """
     from mouse.rollout import PolicyActor
 
@@ -289,8 +291,8 @@ def evaluate_actor(
     if family.has_q_star:
         who.append(("oracle", OracleActor()))
     who.append(("random", RandomActor()))
-    if teacher is not None:  # its schedule spans the collected stream, else these episodes
-        steps = getattr(teacher, "teacher_steps", None) or episodes * (family.horizon + 1) + 1
+    if teacher is not None:
+        steps = teacher_steps or episodes * (family.horizon + 1) + 1
         who.append(("teacher", PolicyActor(teacher, name="teacher", num_steps=steps)))
     returns: dict[str, list[np.ndarray]] = {key: [] for key, _ in who}
     if reference is not None:

@@ -60,6 +60,7 @@ def run_eval(cfg: EvalConfig, run_dir: str | Path) -> EvalReport:
         split=str(cfg.split), device=device, seeds=cfg.seeds, batch_size=cfg.batch_size,
         context_steps=context_steps, keep_steps=cfg.keep_steps,
         teacher=dataset_teacher(ckpt.spec, family) if cfg.teacher else None,
+        teacher_steps=(ckpt.spec.steps_per_task or None) if ckpt.spec is not None else None,
     )  # fmt: skip
     result.extra.update(
         checkpoint=str(cfg.checkpoint),

@@ -22,8 +22,6 @@ from tensordict import TensorDict
 
 from mouse.rollout.env import OBS_FIELDS
 
-STREAM_KEYS = ("action", "reward", "done", "time", "obs_discrete", "obs_continuous", "obs_image")
-
 
 @dataclass
 class ActorOutput:
