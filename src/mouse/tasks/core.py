@@ -170,7 +170,7 @@ class TaskFamily(abc.ABC):
     Subclasses set `name`, `params` (plain dict of the resolved family parameters), `num_actions`,
     `horizon`, `gamma` and the observation sizes (0 = that modality is absent): `obs_discrete_size`
     (ids), `obs_continuous_dim` (C), `obs_image_size` (P, flattened uint8 pixels; `obs_image_shape` the
-    unflattened [H, W, channels]). They implement `all_task_ids` and `make_vec_env` (N streams, one per
+    unflattened [H, W, channels]; `obs_image_max` its largest value). They implement `all_task_ids` and `make_vec_env` (N streams, one per
     task id, as a `mouse.rollout.VecEnv`). `has_q_star`: the family's envs give exact optimal values
     (`q_star` columns, the Q* oracle). `oracle_returns` / `random_returns` give per-task reference
     returns where the family knows them (None otherwise: evaluation then reports raw returns).
@@ -185,6 +185,7 @@ class TaskFamily(abc.ABC):
     obs_continuous_dim: int = 0
     obs_image_size: int = 0
     obs_image_shape: tuple[int, ...] = ()
+    obs_image_max: int = 255  # largest image value (255 for pixels; small for symbolic grids)
     has_q_star: bool = False
 
     @abc.abstractmethod

@@ -39,7 +39,6 @@ from mouse.tasks.tabular import TabularFamily
 
 DQN_OBS_KEYS = ("obs_continuous", "obs_image")
 DEFAULT_GAMMA = 0.99  # the learners' discount when the family's gamma is 1
-SYMBOLIC_IMAGE_SCALE = {"minigrid": 0.1}  # families whose image channels are small symbolic ids, not pixels
 
 
 def linear_epsilon(start: float, end: float, progress: np.ndarray, span: int) -> np.ndarray:
@@ -239,8 +238,8 @@ class DQNLearner(_Learner):
     `decay_steps` transitions (default: num_steps from `reset`, the stream's length).
 
     `obs_key` None: "obs_continuous" when the family has it, else "obs_image". Inputs are obs *
-    `obs_scale` (None: 1 for continuous, 1/255 for pixels, 0.1 for MiniGrid's symbolic ids, which are
-    below 11). Randomness (init, sampling) comes from a torch.Generator seeded from the
+    `obs_scale` (None: 1 for continuous, 1 / `family.obs_image_max` for images: 1/255 for pixels, 0.1
+    for MiniGrid's symbolic ids). Randomness (init, sampling) comes from a torch.Generator seeded from the
     rng given to `reset`, so equal seeds give equal streams. CPU, float32.
     """
 
@@ -286,9 +285,7 @@ class DQNLearner(_Learner):
         self.train_every = check_int(owner, "train_every", train_every, 1)
         self.target_every = check_int(owner, "target_every", target_every, 1)
         self.decay_steps = None if decay_steps is None else check_int(owner, "decay_steps", decay_steps, 1)
-        default_scale = (
-            1.0 if self.obs_key == "obs_continuous" else SYMBOLIC_IMAGE_SCALE.get(family.name, 1 / 255)
-        )
+        default_scale = 1.0 if self.obs_key == "obs_continuous" else 1.0 / family.obs_image_max
         self.obs_scale = (
             default_scale if obs_scale is None else check_float(owner, "obs_scale", obs_scale, 0.0, 1e9)
         )

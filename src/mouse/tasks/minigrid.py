@@ -174,6 +174,7 @@ class MiniGridFamily(TaskFamily):
         self.num_actions = NUM_ACTIONS
         self.obs_image_shape = (VIEW, VIEW, 3)
         self.obs_image_size = VIEW * VIEW * 3
+        self.obs_image_max = 10  # symbolic ids: object 0..10, colour 0..5, state 0..2
         self._layouts = np.random.default_rng(seed).permutation(total)[:pool]
 
     def all_task_ids(self) -> list[int]:
