@@ -169,12 +169,8 @@ class Trainer:
         random.seed(seed)
         np.random.seed(seed)
 
-        self.dataset = load_training_data(cfg)
-        self.spec = self.dataset.spec
-        if cfg.data.path is not None:
-            cfg = self.cfg = C.resolve_layout(cfg, spec=self.spec)
-        check_fits_data(cfg, self.spec)
-        check_loss_columns(cfg, self.dataset.columns, self.spec)
+        self.setup_data()  # self.spec (and, offline, self.dataset); may resolve the layout
+        cfg = self.cfg
         self.model = build_model(cfg, self.spec)
         check_context(cfg, self.model)
         self.model = self.model.to(self.device)
@@ -193,17 +189,7 @@ class Trainer:
         self.augment_cfg = C.augment_config(cfg)
         self.augment_on = self.augment_cfg != AugmentConfig()
         self.aug_generator = torch.Generator().manual_seed(seed + 1)
-        self.loader = WindowLoader(
-            self.dataset,
-            batch_size=cfg.trainer.batch_size,
-            seq_len=cfg.trainer.seq_len,
-            sampling=cfg.data.sampling.value,
-            seed=seed + get_rank(),  # each rank draws its own windows
-            prefetch=cfg.data.prefetch,
-            allow_short_streams=cfg.data.allow_short_streams,
-            pin_memory=self.device.type == "cuda",
-            device=self.device,
-        )
+        self.setup_batches()
         logger_run_id = None
         if resume_from is not None:
             logger_run_id = self._restore(resume_from)
@@ -234,8 +220,46 @@ class Trainer:
         n_params = sum(p.numel() for p in self.model.parameters())
         _info(
             f"model {type(self.model).__name__}: {n_params:,} parameters, {self.tokens_per_step} token(s)/step; "
-            f"losses {list(self.loss_cfgs)}; data {self.dataset.num_streams} streams; device {self.device}"
+            f"losses {list(self.loss_cfgs)}; data {self.data_summary()}; device {self.device}"
         )
+
+    # ------------------------------------------------------------------------------------------ data
+    def setup_data(self) -> None:
+        """Offline: load (or collect once) the dataset; set ``self.dataset`` and ``self.spec``; check
+        that the windows fit and that the losses find their columns. Online mode overrides it."""
+        cfg = self.cfg
+        self.dataset = load_training_data(cfg)
+        self.spec = self.dataset.spec
+        if cfg.data.path is not None:
+            cfg = self.cfg = C.resolve_layout(cfg, spec=self.spec)
+        check_fits_data(cfg, self.spec)
+        check_loss_columns(cfg, self.dataset.columns, self.spec)
+
+    def setup_batches(self) -> None:
+        """Offline: the window loader over ``self.dataset`` (each rank its own seed)."""
+        cfg = self.cfg
+        self.loader = WindowLoader(
+            self.dataset,
+            batch_size=cfg.trainer.batch_size,
+            seq_len=cfg.trainer.seq_len,
+            sampling=cfg.data.sampling.value,
+            seed=cfg.trainer.seed + get_rank(),  # each rank draws its own windows
+            prefetch=cfg.data.prefetch,
+            allow_short_streams=cfg.data.allow_short_streams,
+            pin_memory=self.device.type == "cuda",
+            device=self.device,
+        )
+
+    def data_summary(self) -> str:
+        return f"{self.dataset.num_streams} streams"
+
+    def batches(self) -> Any:
+        """The iterator of training batches (TensorDict [B, S] on the device): the window loader."""
+        return iter(self.loader)
+
+    def step_metrics(self) -> dict[str, float]:
+        """Metrics besides the learner's to log with a step (online mode: ``online/``)."""
+        return {}
 
     def _restore(self, folder: Path) -> str | None:
         """Load model + trainer state from checkpoint ``folder``; returns the stored logger run id."""
@@ -328,7 +352,7 @@ class Trainer:
             _info(f"checkpoint {self.last_checkpoint} is at step {self.step} >= trainer.steps={total_steps}")
             return self._result({})
         tokens_per_batch = t.batch_size * t.seq_len * self.tokens_per_step * get_world_size()
-        batches = iter(self.loader)
+        batches = self.batches()
         bar = tqdm(total=total_steps, initial=self.step, desc="train", unit="step", disable=not self.main)
         window_start, window_step = time.perf_counter(), self.step
         metrics: dict[str, float] = {}
@@ -344,6 +368,7 @@ class Trainer:
                         "(lower optim.lr or check the data, then resume with trainer.resume=true)"
                     ) from None
                 self.step += 1
+                metrics.update(self.step_metrics())
                 last = self.step == total_steps
                 if self.step % t.log_every == 0 or last:
                     elapsed = max(time.perf_counter() - window_start, 1e-9)
