@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint format bench bench-icrl train clean
+.PHONY: help setup test test-slow lint format bench bench-icrl bench-online train clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,10 @@ BENCH_ICRL_darkroom ?= --steps 1800
 BENCH_ICRL_keydoor ?= --steps 500 --num-tasks 256
 bench-icrl: setup ## collect → train → eval on held-out tasks (TASK=darkroom|keydoor); ends with the icrl: line
 	$(PY) scripts/bench_icrl.py --task $(TASK) $(BENCH_ICRL_$(TASK))
+
+BENCH_ONLINE_ARGS ?=
+bench-online: setup ## train online from scratch (TASK=bandit|darkroom) and evaluate beside reference policies; ends with the online: line
+	$(PY) scripts/bench_online.py --task $(if $(filter command line environment,$(origin TASK)),$(TASK),bandit) $(BENCH_ONLINE_ARGS)
 
 bench: setup ## model, loss and data benchmarks (print figures)
 	$(PY) scripts/bench_model.py

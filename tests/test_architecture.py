@@ -24,7 +24,8 @@ LAYERS = {
     "data": 4,
     "eval": 5,
     "train": 6,
-    "cli": 7,
+    "online": 7,
+    "cli": 8,
 }
 
 

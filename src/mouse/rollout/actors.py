@@ -196,7 +196,9 @@ class ModelActor:
             self._keys.append("obs_continuous")
         if emb.get("include_obs_image", False):
             self._keys.append("obs_image")
-        self._has_compute_targets = "compute_targets" in inspect.signature(model.forward).parameters
+        params = inspect.signature(model.forward).parameters
+        self._has_compute_targets = "compute_targets" in params
+        self._has_heads = "heads" in params and isinstance(getattr(model, "action_head", None), str)
         self.reprefills = 0
         self.records_seen = 0
 
@@ -208,6 +210,13 @@ class ModelActor:
 
     @torch.inference_mode()
     def act(self, record: TensorDict) -> torch.Tensor:
+        out = self.advance(record)
+        return self.model.get_action(out, self.temperature, num_actions=self._num_actions).cpu()
+
+    @torch.inference_mode()
+    def advance(self, record: TensorDict) -> TensorDict:
+        """Feed ``record`` [N] into the context; return the model's outputs at it (``[N, 1 or K, ...]``,
+        the new record last)."""
         rec = record.select(*self._keys).to(self.device).unsqueeze(1)  # [N, 1]
         self.records_seen += 1
         overflow = self.context_steps is not None and self._len == self.context_steps
@@ -224,10 +233,12 @@ class ModelActor:
         else:
             self._len += 1
             out, _ = self._forward(torch.cat(list(self._window), dim=1), cache=None)
-        return self.model.get_action(out, self.temperature, num_actions=self._num_actions).cpu()
+        return out
 
     def _forward(self, stream: TensorDict, cache: Any) -> tuple[TensorDict, Any]:
         kwargs: dict[str, Any] = {"cache": cache, "use_cache": self.use_cache}
         if self._has_compute_targets:  # skip the target heads' forward: acting never reads them
             kwargs["compute_targets"] = False
+        if self._has_heads:  # and every head but the acting one
+            kwargs["heads"] = (self.model.action_head,)
         return self.model(stream, **kwargs)

@@ -37,6 +37,88 @@ from mouse.rollout.env import VecEnv
 from mouse.rollout.recorders import Recorder, RunStats, Tick
 
 
+class StreamEngine:
+    """The engine's state between ticks: streams that can be advanced a few ticks at a time.
+
+    ``start()`` resets the actor, the recorders and the environment and builds record 0 of every
+    stream; each ``tick()`` hands the newest records to the actor, validates its actions, gives the
+    :class:`Tick` to every recorder and steps the environment (done streams reset). ``run_streams``
+    drives one engine to a stop; online training advances one by a window of ticks per acting round.
+    """
+
+    def __init__(
+        self,
+        env: VecEnv,
+        actor: Actor,
+        recorders: Sequence[Recorder] = (),
+        *,
+        rng: np.random.Generator,
+        num_actions: int | None = None,
+        num_records: int | None = None,
+    ) -> None:
+        self.env, self.actor, self.recorders, self.rng = env, actor, list(recorders), rng
+        self.num_actions = int(env.num_actions if num_actions is None else num_actions)
+        self.num_records = num_records
+        self.n = int(env.num_envs)
+
+    def start(self) -> None:
+        """Reset the actor, the recorders (told ``num_records``) and the environment: record 0 is next."""
+        n = self.n
+        self.actor.reset(self.env, self.num_actions, self.rng)
+        for recorder in self.recorders:
+            recorder.start(self.env, self.num_records)
+        self.obs = self.env.reset()
+        self.action, self.done, self.time = (
+            np.zeros(n, np.int64),
+            np.zeros(n, np.int64),
+            np.zeros(n, np.int64),
+        )
+        self.reward = np.zeros(n, np.float32)
+        self.stepped, self.episode = np.zeros(n, bool), np.zeros(n, np.int64)
+        self.t = self.records = 0
+
+    def tick(self, act: bool = True, step: bool = True) -> Tick:
+        """Record ``t`` of every stream; with ``act`` the actor chooses out of it, with ``step`` (and
+        ``act``) the environment then takes those actions, so record ``t + 1`` is next."""
+        n = self.n
+        fields = {
+            "action": self.action, "reward": self.reward, "done": self.done, "time": self.time,
+            **self.env.record_fields(self.obs),
+        }  # fmt: skip
+        record = TensorDict({k: torch.as_tensor(v) for k, v in fields.items()}, batch_size=[n])
+        was_done = self.done != 0
+        out = None
+        if act:
+            out = _as_output(self.actor.act(record), n)
+            self.records += n
+            alive = ~was_done
+            bad = out.action[alive][(out.action[alive] < 0) | (out.action[alive] >= self.num_actions)]
+            if bad.size:
+                name = getattr(self.actor, "name", type(self.actor).__name__)
+                raise ValueError(
+                    f"actor {name!r} chose actions {bad.tolist()} outside [0, {self.num_actions})"
+                )
+        tick = Tick(self.t, self.obs, fields, record, self.stepped, self.episode, out)
+        for recorder in self.recorders:
+            recorder.record(tick)
+        self.t += 1
+        if out is not None and step:
+            applied = np.where(
+                alive, out.action, 0
+            )  # the action stored in the next record (0 after a done one)
+            obs, reward, done, time = self.env.step(applied, active=alive)  # done streams do not step
+            if was_done.any():  # reset records for the streams whose newest record ended an episode
+                obs = self.env.reset_where(was_done)
+                time = np.where(was_done, 0, time)
+            self.obs, self.reward, self.done, self.time = obs, reward, done, time
+            self.action, self.stepped, self.episode = applied, alive, self.episode + was_done
+        return tick
+
+    def completed(self) -> np.ndarray:
+        """Episodes every stream has completed, counting an episode whose end is the newest record."""
+        return self.episode + (self.done != 0)
+
+
 def run_streams(
     env: VecEnv,
     actor: Actor,
@@ -62,48 +144,20 @@ def run_streams(
         raise ValueError(f"num_records must be >= 1, got {num_records}")
     if episodes is not None and episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    n = int(env.num_envs)
-    num_actions = int(env.num_actions if num_actions is None else num_actions)
-    actor.reset(env, num_actions, rng)
-    for recorder in recorders:
-        recorder.start(env, num_records)
-    obs = env.reset()
-    action, done, time = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
-    reward = np.zeros(n, np.float32)
-    stepped, episode = np.zeros(n, bool), np.zeros(n, np.int64)
-    t = records = 0
+    engine = StreamEngine(env, actor, recorders, rng=rng, num_actions=num_actions, num_records=num_records)
+    engine.start()
     progress = tqdm(total=num_records, desc=desc, disable=not show_progress, unit="record")
     start = _time.perf_counter()
     while True:
-        fields = {"action": action, "reward": reward, "done": done, "time": time, **env.record_fields(obs)}
-        record = TensorDict({k: torch.as_tensor(v) for k, v in fields.items()}, batch_size=[n])
-        was_done = done != 0
-        completed = episode + was_done
-        out = None
-        if episodes is None or (completed < episodes).any():
-            out = _as_output(actor.act(record), n)
-            records += n
-            alive = ~was_done
-            bad = out.action[alive][(out.action[alive] < 0) | (out.action[alive] >= num_actions)]
-            if bad.size:
-                name = getattr(actor, "name", type(actor).__name__)
-                raise ValueError(f"actor {name!r} chose actions {bad.tolist()} outside [0, {num_actions})")
-        tick = Tick(t, obs, fields, record, stepped, episode, out)
-        for recorder in recorders:
-            recorder.record(tick)
+        act = episodes is None or bool((engine.completed() < episodes).any())
+        last = not act or (num_records is not None and engine.t + 1 >= num_records)
+        engine.tick(act=act, step=not last)
         progress.update(1)
-        t += 1
-        if out is None or (num_records is not None and t >= num_records):
+        if last:
             break
-        applied = np.where(alive, out.action, 0)  # the action stored in the next record (0 after a done one)
-        obs, reward, done, time = env.step(applied, active=alive)  # done streams do not step
-        if was_done.any():  # reset records for the streams whose newest record ended an episode
-            obs = env.reset_where(was_done)
-            time = np.where(was_done, 0, time)
-        action, stepped, episode = applied, alive, completed
     seconds = _time.perf_counter() - start
     progress.close()
-    return RunStats(ticks=t, records=records, seconds=seconds)
+    return RunStats(ticks=engine.t, records=engine.records, seconds=seconds)
 
 
 def _as_output(out: Any, n: int) -> ActorOutput:

@@ -21,6 +21,7 @@ A loss with ``weight > 0`` whose head is disabled gets that head enabled automat
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ __all__ = [
     "DeviceKind",
     "OptimizerName",
     "Precision",
+    "Strategy",
     "LoggerKind",
     "WandbMode",
     "Schedule",
@@ -84,6 +86,13 @@ class Precision(StrEnum):
 
     fp32 = "fp32"
     bf16 = "bf16"
+
+
+class Strategy(StrEnum):
+    """How ``torchrun`` ranks share the model (``trainer.strategy``; one process ignores it)."""
+
+    ddp = "ddp"  # DistributedDataParallel: every rank holds the whole model, gradients are averaged
+    fsdp = "fsdp"  # FSDP2 fully_shard: parameters, gradients and optimizer state sharded over ranks
 
 
 class LoggerKind(StrEnum):
@@ -209,6 +218,9 @@ class EmbeddingConfig:
 class ModelConfig:
     hidden_dim: int = 128
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    # recompute each backbone layer's activations in the backward (less memory, ~1 more forward);
+    # training only: evaluation and KV-cache decoding run the layers as usual
+    gradient_checkpointing: bool = False
 
 
 # ------------------------------------------------------------------------------------------------ losses
@@ -350,6 +362,7 @@ class HubConfig:
 class TrainerConfig:
     steps: int = 1000
     batch_size: int = 32
+    grad_accum_steps: int = 1  # micro-batches of batch_size windows per optimizer step
     seq_len: Optional[int] = None  # window length in records; null = data.episodes x (horizon + 1)
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     log_every: int = 10
@@ -362,9 +375,14 @@ class TrainerConfig:
     seed: int = 0
     device: str = "auto"  # auto = cuda if available else cpu
     precision: Precision = Precision.fp32
+    strategy: Strategy = Strategy.ddp  # under torchrun: ddp | fsdp
+    compile: bool = False  # torch.compile the model for the training forward (evaluation runs it eagerly)
     # false: start fresh | true: continue <run_dir>/checkpoints/last (it must exist) | auto: continue
     # when checkpoints/last exists, else start fresh (a restart loop, e.g. Slurm requeue)
     resume: str = "false"
+    # start from the weights of this checkpoint (folder or Hub id; fine-tuning, e.g. mode=online from a
+    # distilled model); the optimizer, schedule and step start fresh; a resumed run ignores it
+    init_from: Optional[str] = None
 
     @property
     def resume_mode(self) -> str:
@@ -373,6 +391,43 @@ class TrainerConfig:
         if mode not in RESUME_MODES:
             raise ValueError(f"trainer.resume={self.resume!r} is unknown; use one of {list(RESUME_MODES)}")
         return mode
+
+
+class ModeKind(StrEnum):
+    offline = "offline"  # windows sampled from a dataset on disk
+    online = "online"  # actors (the model being trained) feed a bounded replay
+
+
+@dataclass
+class ScheduleNode:
+    """A linear schedule over env steps (records the actors acted on): ``start`` → ``end`` over ``steps``."""
+
+    start: float = 1.0
+    end: float = 1.0
+    steps: int = 0  # 0 = constant ``end``
+
+
+@dataclass
+class ModeConfig:
+    """``mode=offline`` (the default) or ``mode=online`` (``mouse.online``: actor–learner on ``data.collect.task``).
+
+    Online: each acting round runs ``num_envs`` streams of freshly drawn training tasks for
+    ``trainer.seq_len`` ticks from a reset (one window per stream) with the actors' copy of the model,
+    one batched forward per tick; the windows go to a FIFO replay of ``replay_capacity`` windows. The
+    learner takes ``steps_per_round`` steps per round (replay ratio = steps_per_round x batch_size /
+    num_envs) once the replay holds ``min_replay`` windows; actors take fresh weights when a round starts
+    ``actor_sync_every`` or more learner steps after their last sync.
+    """
+
+    kind: ModeKind = ModeKind.offline
+    num_envs: int = 64
+    steps_per_round: int = 1
+    actor_sync_every: int = 1
+    replay_capacity: int = 1024
+    min_replay: Optional[int] = None  # windows before the first learner step; null = trainer.batch_size
+    temperature: ScheduleNode = field(default_factory=lambda: ScheduleNode(1.0, 1.0, 0))
+    epsilon: ScheduleNode = field(default_factory=lambda: ScheduleNode(0.0, 0.0, 0))
+    overlap: bool = False  # act (a thread) while the learner trains on the previous rounds
 
 
 @dataclass
@@ -388,6 +443,7 @@ class TrainConfig:
     hub: HubConfig = field(default_factory=HubConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    mode: ModeConfig = field(default_factory=ModeConfig)
 
 
 def run_dir_resolver(default: str) -> str:
@@ -555,6 +611,10 @@ def validate_config(cfg: TrainConfig) -> None:
     _check(t.steps >= 1, f"trainer.steps={t.steps} must be >= 1")
     _check(t.batch_size >= 1, f"trainer.batch_size={t.batch_size} must be >= 1")
     _check(
+        t.grad_accum_steps >= 1,
+        f"trainer.grad_accum_steps={t.grad_accum_steps} must be >= 1 (micro-batches per optimizer step)",
+    )
+    _check(
         t.seq_len is None or t.seq_len >= 2,
         f"trainer.seq_len={t.seq_len} must be >= 2 (TD losses pair step t with t+1)",
     )
@@ -581,6 +641,10 @@ def validate_config(cfg: TrainConfig) -> None:
     _check(o.warmup_steps >= 0, f"optim.warmup_steps={o.warmup_steps} must be >= 0")
     _check(0 <= o.min_lr_ratio <= 1, f"optim.min_lr_ratio={o.min_lr_ratio} must be in [0, 1]")
     _check(cfg.model.hidden_dim >= 1, f"model.hidden_dim={cfg.model.hidden_dim} must be >= 1")
+    _check(
+        not (cfg.model.gradient_checkpointing and not backbone_kwargs(cfg)),
+        "model.gradient_checkpointing=true needs a backbone (backbone=none has no layers to checkpoint)",
+    )
     _check(cfg.heads.auto_num_layers >= 1, f"heads.auto_num_layers={cfg.heads.auto_num_layers} must be >= 1")
     for head in HEAD_NAMES:
         n = _head(cfg, head).num_layers
@@ -612,6 +676,43 @@ def validate_config(cfg: TrainConfig) -> None:
         _check(cfg.hub.repo_id is not None, "hub.push_every_checkpoint=true needs hub.repo_id=<user>/<model>")
     if cfg.hub.repo_id is not None:
         check_push_target(cfg.hub.repo_id, "hub.repo_id")
+    if cfg.mode.kind is ModeKind.online:
+        validate_online(cfg)
+
+
+def validate_online(cfg: TrainConfig) -> None:
+    """The ``mode.*`` checks of online training (each names the key and the fix)."""
+    m, t = cfg.mode, cfg.trainer
+    _check(
+        cfg.data.path is None and cfg.data.collect is not None,
+        "mode=online acts in data.collect.task and reads no dataset: drop data.path (choose data=<recipe>)",
+    )
+    _check(
+        t.strategy is not Strategy.fsdp,
+        "mode=online acts with a full copy of the model on every rank: use trainer.strategy=ddp (FSDP shards it)",
+    )
+    for key in ("num_envs", "steps_per_round"):
+        _check(getattr(m, key) >= 1, f"mode.{key}={getattr(m, key)} must be >= 1")
+    _check(
+        m.actor_sync_every >= 1,
+        f"mode.actor_sync_every={m.actor_sync_every} must be >= 1 (learner steps between actors taking fresh weights)",
+    )
+    _check(
+        m.replay_capacity >= max(t.batch_size, m.num_envs),
+        f"mode.replay_capacity={m.replay_capacity} windows must hold one batch (trainer.batch_size={t.batch_size}) "
+        f"and one acting round (mode.num_envs={m.num_envs})",
+    )
+    if m.min_replay is not None:
+        _check(
+            t.batch_size <= m.min_replay <= m.replay_capacity,
+            f"mode.min_replay={m.min_replay} must lie in [trainer.batch_size={t.batch_size}, "
+            f"mode.replay_capacity={m.replay_capacity}] (or null)",
+        )
+    for name, node, high in (("temperature", m.temperature, math.inf), ("epsilon", m.epsilon, 1.0)):
+        for end in ("start", "end"):
+            value = getattr(node, end)
+            _check(0 <= value <= high, f"mode.{name}.{end}={value} must be in [0, {high}]")
+        _check(node.steps >= 0, f"mode.{name}.steps={node.steps} must be >= 0 (env steps; 0 = constant end)")
 
 
 def resolve_layout(cfg: TrainConfig, spec: Any = None) -> TrainConfig:

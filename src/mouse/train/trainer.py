@@ -47,16 +47,18 @@ from mouse.train.checkpoint import (
 )
 from mouse.train.checks import check_context, check_fits_data, check_loss_columns, check_same_model
 from mouse.train.dist import (
-    all_reduce_mean_,
+    barrier,
     cleanup_distributed,
     get_rank,
     get_world_size,
     init_distributed,
     is_main_process,
     print0,
+    reduce_metrics,
 )
 from mouse.train.logger import JsonlWriter, Logger, NoneLogger, make_logger, truncate_metrics
 from mouse.train.optim import build_optimizer, build_scheduler
+from mouse.train.parallel import freeze_unused_heads, wrap_model
 
 __all__ = ["NonFiniteLossError", "Trainer", "TrainResult", "build_model", "run_training"]
 
@@ -105,7 +107,43 @@ def build_model(cfg: C.TrainConfig, spec: Any) -> torch.nn.Module:
     }
     from mouse.models.loading import model_class
 
-    return model_class(kwargs["backbone_kwargs"])(**kwargs)
+    model = model_class(kwargs["backbone_kwargs"])(**kwargs)
+    if cfg.model.gradient_checkpointing:  # a training switch, not part of the saved model config
+        model.set_gradient_checkpointing(True)
+    return model
+
+
+def init_weights(model: torch.nn.Module, source: str) -> None:
+    """Start ``model`` from the weights of checkpoint ``source`` (``trainer.init_from``: a folder or a Hub id).
+
+    Every tensor both models have must match in shape (ValueError naming the first that does not);
+    heads only this model has keep their fresh initialisation, heads only the checkpoint has are not
+    used; both lists are logged.
+    """
+    from mouse.models import load_model
+
+    try:
+        src = load_model(source).state_dict()
+    except (OSError, ValueError) as err:
+        raise ValueError(f"trainer.init_from={source}: {err}") from err
+    own = model.state_dict()
+    for key, value in src.items():
+        if key in own and own[key].shape != value.shape:
+            raise ValueError(
+                f"trainer.init_from={source}: {key} has shape {list(value.shape)} there but "
+                f"{list(own[key].shape)} here; build the same model (backbone, model.hidden_dim, embedding)"
+            )
+    shared = {k: v for k, v in src.items() if k in own}
+    if not shared:
+        raise ValueError(
+            f"trainer.init_from={source} shares no weights with this model; build the same model"
+        )
+    result = model.load_state_dict(shared, strict=False)
+    new = sorted({k.split(".")[0] for k in result.missing_keys})
+    dropped = sorted({k.split(".")[0] for k in src if k not in own})
+    _info(
+        f"trainer.init_from={source}: {len(shared)} tensors loaded; fresh: {new or 'none'}; unused: {dropped or 'none'}"
+    )
 
 
 def load_training_data(cfg: C.TrainConfig) -> Any:
@@ -117,6 +155,9 @@ def load_training_data(cfg: C.TrainConfig) -> Any:
         return load_dataset(cfg.data.path)
     from mouse.data import ensure_dataset
 
+    if is_main_process():  # torchrun: rank 0 collects, the others wait and then find it in the cache
+        ensure_dataset(cfg.data.collect, cache_dir=cfg.data.cache_dir)
+    barrier()
     path = ensure_dataset(cfg.data.collect, cache_dir=cfg.data.cache_dir)
     return load_dataset(str(path))
 
@@ -161,7 +202,7 @@ class Trainer:
         self.loss_cfgs = C.loss_configs(cfg)
         self.needs_target = any(LOSSES[name].needs_target for name in self.loss_cfgs)
         self.device = resolve_device(cfg.trainer.device)
-        self.distributed = init_distributed(self.device)  # torchrun: average gradients over ranks
+        self.distributed = init_distributed(self.device)  # torchrun: join the process group first
         self.precision = cfg.trainer.precision
         self.polyak_taus = C.polyak_taus(cfg)  # only the targets of active losses move
         seed = cfg.trainer.seed
@@ -173,7 +214,18 @@ class Trainer:
         cfg = self.cfg
         self.model = build_model(cfg, self.spec)
         check_context(cfg, self.model)
+        if cfg.trainer.init_from is not None and resume_from is None:
+            init_weights(self.model, cfg.trainer.init_from)
         self.model = self.model.to(self.device)
+        frozen = freeze_unused_heads(self.model, self.loss_cfgs)  # DDP: a gradient for every weight
+        if frozen:
+            _info(f"heads {frozen} feed no active loss: frozen (not trained)")
+        # torchrun: DDP, or FSDP2 sharding self.model in place (mouse.train.parallel); else the model
+        self.parallel = wrap_model(self.model, cfg.trainer.strategy.value, self.device)
+        # The module of the training forward: the (wrapped) model, compiled with trainer.compile (it shares
+        # the parameters; evaluation, Polyak updates and checkpoints use self.model).
+        module = self.parallel.module
+        self.train_model = torch.compile(module) if cfg.trainer.compile else module
         self.tokens_per_step = self.model.tokens_per_step
         o = cfg.optim
         self.optimizer = build_optimizer(
@@ -219,7 +271,8 @@ class Trainer:
             )
         n_params = sum(p.numel() for p in self.model.parameters())
         _info(
-            f"model {type(self.model).__name__}: {n_params:,} parameters, {self.tokens_per_step} token(s)/step; "
+            f"model {self.parallel.model_cls.__name__}: {n_params:,} parameters, "
+            f"{self.tokens_per_step} token(s)/step; "
             f"losses {list(self.loss_cfgs)}; data {self.data_summary()}; device {self.device}"
         )
 
@@ -228,6 +281,8 @@ class Trainer:
         """Offline: load (or collect once) the dataset; set ``self.dataset`` and ``self.spec``; check
         that the windows fit and that the losses find their columns. Online mode overrides it."""
         cfg = self.cfg
+        if cfg.mode.kind is C.ModeKind.online:
+            raise ValueError("mode=online trains with mouse.online.OnlineTrainer (mouse-train picks it)")
         self.dataset = load_training_data(cfg)
         self.spec = self.dataset.spec
         if cfg.data.path is not None:
@@ -261,10 +316,11 @@ class Trainer:
         """Metrics besides the learner's to log with a step (online mode: ``online/``)."""
         return {}
 
+    def restore_extra(self, state: dict[str, Any]) -> None:
+        """Restore what a subclass added to :meth:`trainer_state` (online mode: replay, actors)."""
+
     def _restore(self, folder: Path) -> str | None:
         """Load model + trainer state from checkpoint ``folder``; returns the stored logger run id."""
-        from safetensors.torch import load_model as load_weights
-
         check_same_model(self.model.config, read_model_config(folder), folder)
         weights = folder / "model.safetensors"
         if not safetensors_is_complete(weights):
@@ -275,19 +331,21 @@ class Trainer:
                 else "start the run again without trainer.resume"
             )
             raise ValueError(f"{weights} is truncated or corrupt; {fix}")
-        load_weights(self.model, str(folder / "model.safetensors"), strict=True, device=str(self.device))
+        self.parallel.load_weights(weights, self.device)
         state = load_state(folder)
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.parallel.load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        loader_state = dict(state["loader"])
-        if self.distributed:  # rank 0 saved its position; every rank is at the same step, own seed
-            loader_state["seed"] = self.loader.seed
-        self.loader.load_state_dict(loader_state)
+        if self.loader is not None:
+            loader_state = dict(state["loader"])
+            if self.distributed:  # rank 0 saved its position; every rank is at the same step, own seed
+                loader_state["seed"] = self.loader.seed
+            self.loader.load_state_dict(loader_state)
         self.aug_generator.set_state(state["augment_generator"])
         restore_rng_state(state["rng"])
         self.step = int(state["step"])
         self.eval_metrics = dict(state.get("eval_metrics") or {})
         self.last_checkpoint = folder
+        self.restore_extra(state)
         _info(f"resumed from {folder} at step {self.step}")
         return state.get("logger_run_id")
 
@@ -298,37 +356,37 @@ class Trainer:
         return contextlib.nullcontext()
 
     def train_step(self, batch: Any) -> dict[str, float]:
-        """batch → augment → model → Σ weight·loss → backward → clip → optimizer/scheduler → Polyak.
+        """One optimizer step on ``batch`` (a TensorDict ``[B, S]``) or on a list of micro-batches whose
+        gradients accumulate (``trainer.grad_accum_steps``; each loss is scaled by 1 / their number).
 
-        Raises :class:`NonFiniteLossError` (before touching the weights) when a loss or the gradient
-        norm is not finite. Returns the step's metrics (``train/``, ``optim/``).
+        Per micro-batch: augment → model → Σ weight·loss → backward (DDP all-reduces the gradients on
+        the last one only); then the metrics of every micro-batch and rank are combined in one
+        collective (:func:`~mouse.train.dist.reduce_metrics`: means, counts summed), clip →
+        optimizer/scheduler → Polyak. Raises :class:`NonFiniteLossError` on every rank (before the
+        optimizer step) when a loss on any rank, or the gradient norm, is not finite. Returns the
+        step's metrics (``train/``, ``optim/``).
         """
         cfg = self.cfg
-        if self.augment_on:
-            batch = augment(
-                batch, self.augment_cfg, self.aug_generator, num_obs_discrete=self.spec.obs_discrete_size
-            )
-        with self._autocast():
-            out, _ = self.model(batch, compute_targets=self.needs_target)
-        out = out.float() if self.precision is C.Precision.bf16 else out
-        losses: dict[str, torch.Tensor] = {}
-        metrics: dict[str, float] = {}
-        for name, loss_cfg in self.loss_cfgs.items():
-            losses[name], loss_metrics = LOSSES[name].compute(batch, out, loss_cfg)
-            metrics.update({f"train/{k}": float(v) for k, v in loss_metrics.items()})
-        stacked = torch.stack([v.detach().float() for v in losses.values()])
-        all_reduce_mean_([stacked])  # torchrun: every rank sees (and stops on) the same values
-        values = stacked.tolist()  # one host transfer
-        for name, value in zip(losses, values):
+        micro = batch if isinstance(batch, list | tuple) else [batch]
+        self.optimizer.zero_grad(set_to_none=True)
+        names: list[str] = []
+        rows = []
+        for i, mb in enumerate(micro):
+            with self.parallel.grad_sync(sync=i == len(micro) - 1):
+                losses, metrics = self._forward_losses(mb)
+                total = sum(self.loss_cfgs[name].weight * loss for name, loss in losses.items())
+                (total / len(micro) if len(micro) > 1 else total).backward()
+            names = [f"loss/{name}" for name in losses] + list(metrics)
+            values = torch.tensor(list(metrics.values()), dtype=torch.float64, device=self.device)
+            rows.append(torch.cat([torch.stack([v.detach().double() for v in losses.values()]), values]))
+        reduced = reduce_metrics(names, torch.stack(rows))  # torchrun: every rank sees the same values
+        for name in self.loss_cfgs:
+            value = reduced[f"loss/{name}"]
             if not math.isfinite(value):
                 raise NonFiniteLossError(f"loss.{name} is {value} at step {self.step + 1}")
-        total = sum(self.loss_cfgs[name].weight * loss for name, loss in losses.items())
 
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        all_reduce_mean_([p.grad for p in self.model.parameters() if p.grad is not None])
         max_norm = cfg.trainer.grad_clip if cfg.trainer.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        grad_norm = self.parallel.clip_grad_norm(max_norm)
         if not math.isfinite(grad_norm):
             raise NonFiniteLossError(f"the gradient norm is {grad_norm} at step {self.step + 1}")
         lr = self.scheduler.get_last_lr()[0]
@@ -336,10 +394,27 @@ class Trainer:
         self.scheduler.step()
         self.model.polyak_update(**self.polyak_taus)
 
-        metrics["train/loss"] = float(sum(self.loss_cfgs[n].weight * v for n, v in zip(losses, values)))
+        metrics = {k: v for k, v in reduced.items() if not k.startswith("loss/")}
+        metrics["train/loss"] = sum(self.loss_cfgs[n].weight * reduced[f"loss/{n}"] for n in self.loss_cfgs)
         metrics["optim/lr"] = float(lr)
         metrics["optim/grad_norm"] = grad_norm
         return metrics
+
+    def _forward_losses(self, batch: Any) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """augment → training forward → every active loss: ``({name: loss}, {"train/<metric>": value})``."""
+        if self.augment_on:
+            batch = augment(
+                batch, self.augment_cfg, self.aug_generator, num_obs_discrete=self.spec.obs_discrete_size
+            )
+        with self._autocast():
+            out, _ = self.train_model(batch, compute_targets=self.needs_target)
+        out = out.float() if self.precision is C.Precision.bf16 else out
+        losses: dict[str, torch.Tensor] = {}
+        metrics: dict[str, float] = {}
+        for name, loss_cfg in self.loss_cfgs.items():
+            losses[name], loss_metrics = LOSSES[name].compute(batch, out, loss_cfg)
+            metrics.update({f"train/{k}": float(v) for k, v in loss_metrics.items()})
+        return losses, metrics
 
     # ------------------------------------------------------------------------------------------ loop
     def train(self) -> TrainResult:
@@ -351,14 +426,17 @@ class Trainer:
         if self.step >= total_steps:
             _info(f"checkpoint {self.last_checkpoint} is at step {self.step} >= trainer.steps={total_steps}")
             return self._result({})
-        tokens_per_batch = t.batch_size * t.seq_len * self.tokens_per_step * get_world_size()
+        tokens_per_batch = (
+            t.batch_size * t.grad_accum_steps * t.seq_len * self.tokens_per_step * get_world_size()
+        )
         batches = self.batches()
         bar = tqdm(total=total_steps, initial=self.step, desc="train", unit="step", disable=not self.main)
         window_start, window_step = time.perf_counter(), self.step
         metrics: dict[str, float] = {}
         try:
             while self.step < total_steps:
-                batch = next(batches)
+                accum = t.grad_accum_steps  # micro-batches of one optimizer step
+                batch = next(batches) if accum == 1 else [next(batches) for _ in range(accum)]
                 try:
                     metrics = self.train_step(batch)
                 except NonFiniteLossError as err:
@@ -390,7 +468,8 @@ class Trainer:
         finally:
             bar.close()
         self.save_checkpoint(push=False)  # the trained weights are on disk before the final evaluation
-        if self.evaluate():
+        self.evaluate()
+        if t.eval_num_tasks > 0:  # (every rank: under FSDP saving gathers the weights)
             self.save_checkpoint(push=False)  # again, with the evaluation in the model card and state
         self.push_to_hub(final=True)
         return self._result(metrics)
@@ -411,17 +490,22 @@ class Trainer:
         """In-context evaluation on held-out tasks (rank 0); logs ``eval/*`` and saves the result JSON.
 
         Runs with the training RNG states saved and restored, so evaluating never changes training.
+        Every rank calls it (under FSDP, rank 0 evaluates a full copy the ranks gather together).
         """
         t = self.cfg.trainer
-        if t.eval_num_tasks == 0 or not self.main:
+        if t.eval_num_tasks == 0:
+            return {}
+        model = self.parallel.full_model()
+        if not self.main:
             return {}
         from mouse.eval import evaluate
 
+        model = model.to(self.device)
         rng = capture_rng_state()
-        self.model.eval()
+        model.eval()
         try:
             result = evaluate(
-                self.model,
+                model,
                 self.spec,
                 num_tasks=t.eval_num_tasks,
                 episodes=t.eval_episodes,
@@ -432,7 +516,7 @@ class Trainer:
                 context_steps=t.seq_len,
             )
         finally:
-            self.model.train()
+            model.train()
             restore_rng_state(rng)
         self.eval_metrics = {f"eval/{k}": float(v) for k, v in result.metrics().items()}
         self.logger.log(self.eval_metrics, self.step)
@@ -450,9 +534,9 @@ class Trainer:
         """Everything besides the weights that resuming needs (tensors go to safetensors)."""
         return {
             "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.parallel.optimizer_state(self.optimizer),
             "scheduler": self.scheduler.state_dict(),
-            "loader": self.loader.state_dict(),
+            "loader": self.loader.state_dict() if self.loader is not None else None,
             "augment_generator": self.aug_generator.get_state(),
             "rng": capture_rng_state(),
             "logger_run_id": self.logger.run_id,
@@ -461,24 +545,26 @@ class Trainer:
 
     def save_checkpoint(self, push: bool = True) -> Path | None:
         """Write ``checkpoints/step-N`` atomically (rank 0); push it when ``hub.push_every_checkpoint``
-        (and ``push``)."""
+        (and ``push``). Every rank calls it: under FSDP the ranks gather the weights and optimizer state."""
+        state = self.trainer_state() if self.main or self.parallel.fsdp else None
+        model = self.parallel.full_model()  # the consolidated weights (FSDP: a plain copy on rank 0)
         if not self.main:
             return None
         spec_dict = self.spec.to_dict()
         card = model_card(
-            self.model.config,
+            model.config,
             self.config_dict,
             spec_dict,
             self.eval_metrics or None,
-            num_parameters=sum(p.numel() for p in self.model.parameters()),
+            num_parameters=sum(p.numel() for p in model.parameters()),
             step=self.step,
-            model_class=type(self.model).__name__,
+            model_class=type(model).__name__,
         )
         self.last_checkpoint = save_checkpoint(
             self.ckpt_root,
             self.step,
-            write_model=self.model.save_pretrained,
-            state=self.trainer_state(),
+            write_model=model.save_pretrained,
+            state=state,
             extra_files={
                 "dataset_spec.json": json.dumps(spec_dict, indent=1) + "\n",
                 "train_config.yaml": self.config_yaml,
@@ -527,14 +613,22 @@ class Trainer:
             self.cleanup()
 
 
-def run_training(cfg: C.TrainConfig, run_dir: str | Path, *, sweep_group: str | None = None) -> TrainResult:
-    """Train with the typed ``cfg`` into ``run_dir`` and print where everything went (rank 0)."""
+def run_training(
+    cfg: C.TrainConfig,
+    run_dir: str | Path,
+    *,
+    sweep_group: str | None = None,
+    trainer_cls: type | None = None,
+) -> TrainResult:
+    """Train with the typed ``cfg`` into ``run_dir`` (with ``trainer_cls``, default :class:`Trainer`) and
+    print where everything went (rank 0)."""
     if get_world_size() > 1:
         _info(
-            f"data parallel over {get_world_size()} ranks (gradient averaging): effective batch "
-            f"{get_world_size()} x trainer.batch_size; only rank 0 writes, logs, evaluates and pushes"
+            f"data parallel over {get_world_size()} ranks (trainer.strategy={cfg.trainer.strategy.value}): "
+            f"effective batch {get_world_size()} x trainer.grad_accum_steps x trainer.batch_size; only rank 0 "
+            "writes, logs, evaluates and pushes"
         )
-    result = Trainer(cfg, run_dir, sweep_group=sweep_group).run()
+    result = (trainer_cls or Trainer)(cfg, run_dir, sweep_group=sweep_group).run()
     print0(f"run dir:    {result.run_dir}")
     print0(f"checkpoint: {result.checkpoint}")
     if result.logger_dir is not None:

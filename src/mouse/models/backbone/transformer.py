@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from mouse.models.base import Model
 from mouse.models.embedding import TokenType
@@ -45,6 +46,31 @@ class TransformerModel(Model):
     _extra_defaults: dict[str, Any] = {}
     _forbidden: dict[str, str] = {}
     use_fast_path: bool = True  # False: run the transformers forward (the reference implementation)
+    gradient_checkpointing: bool = False  # set with set_gradient_checkpointing()
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each decoder layer's activations in the backward instead of storing them.
+
+        Memory for activations drops from one set per layer to the layer inputs, for about one more
+        forward per step; losses and gradients are unchanged. It applies to training forwards only
+        (``model.train()``, autograd on, no cache): evaluation and KV-cache decoding are as before.
+        The transformers forward (``use_fast_path = False``) uses transformers' own checkpointing.
+        """
+        from transformers.utils import logging as hf_logging
+
+        self.gradient_checkpointing = bool(enabled)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # its "no input embeddings" note: MOUSE feeds inputs_embeds
+        tf = self.transformer  # activation_checkpointing_*: transformers >= 5 (gradient_* before)
+        try:
+            if enabled:
+                (getattr(tf, "activation_checkpointing_enable", None) or tf.gradient_checkpointing_enable)(
+                    {"use_reentrant": False}
+                )
+            else:
+                (getattr(tf, "activation_checkpointing_disable", None) or tf.gradient_checkpointing_disable)()
+        finally:
+            hf_logging.set_verbosity(verbosity)
 
     # ------------------------------------------------------------------------------------- building
     def _resolve_backbone_kwargs(self, backbone_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -306,16 +332,20 @@ class TransformerModel(Model):
         silu = cfg.hidden_act == "silu"
         if use_cache:
             cache = self._reserve_cache(cache, len(layers), B, 2 * Hkv, past + T, hd, x)
-        for i, (layer, (w_qkv, b_qkv, w_gu, b_gu)) in enumerate(zip(layers, self._fused_weights())):
+        tables = {cos.dtype: (cos, sin)}  # the RoPE tables per compute dtype (bf16 under autocast)
+
+        def block(x, i, layer, w_qkv, b_qkv, w_gu, b_gu):
+            """Decoder layer ``i`` on ``x [B, T, D]`` (writes its keys/values into the cache)."""
             attn, mlp = layer.self_attn, layer.mlp
             h = torch.rms_norm(x, (D,), layer.input_layernorm.weight, eps)
             qkv = F.linear(h, w_qkv, b_qkv).view(B, T, H + 2 * Hkv, hd)
             if qk_norm:
                 q, k, v = qkv.split((H, Hkv, Hkv), dim=2)
                 qkv = torch.cat((attn.q_norm(q), attn.k_norm(k), v), dim=2)
-            if cos.dtype != qkv.dtype:
-                cos, sin = cos.to(qkv.dtype), sin.to(qkv.dtype)
-            qkv = torch.addcmul(qkv * cos, qkv.roll(hd // 2, -1), sin).transpose(1, 2)  # [B, H+2Hkv, T, hd]
+            if qkv.dtype not in tables:
+                tables[qkv.dtype] = (cos.to(qkv.dtype), sin.to(qkv.dtype))
+            cos_, sin_ = tables[qkv.dtype]
+            qkv = torch.addcmul(qkv * cos_, qkv.roll(hd // 2, -1), sin_).transpose(1, 2)  # [B, H+2Hkv, T, hd]
             if use_cache:
                 q = qkv[:, :H]
                 buf = cache["layers"][i]  # [B, 2 Hkv, capacity, hd]
@@ -347,6 +377,17 @@ class TransformerModel(Model):
                 gate, up = F.linear(h, w_gu, b_gu).chunk(2, dim=-1)
                 act = mlp.act_fn(gate) * up
             x = x + F.linear(act, mlp.down_proj.weight, mlp.down_proj.bias)
+            return x
+
+        # Gradient checkpointing: each layer's activations are recomputed in the backward (training
+        # forwards with autograd on only; decoding with the cache runs the layers as usual).
+        recompute = self.gradient_checkpointing and self.training and not use_cache
+        recompute = recompute and torch.is_grad_enabled()
+        for i, (layer, weights) in enumerate(zip(layers, self._fused_weights())):
+            if recompute:
+                x = checkpoint(block, x, i, layer, *weights, use_reentrant=False)
+            else:
+                x = block(x, i, layer, *weights)
         return (x, cache) if use_cache else x
 
     @staticmethod
