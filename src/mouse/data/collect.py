@@ -15,6 +15,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,18 @@ def stream_task_ids(pool: list[int], num_tasks: int, seed: int) -> np.ndarray:
     return np.resize(perm, num_tasks)
 
 
+def observation_sizes(family: Any, fields: set[str]) -> dict[str, Any]:
+    """The ``DatasetSpec`` observation sizes of ``family`` for the record ``fields`` present (0 = absent)."""
+    sizes: dict[str, Any] = {
+        "obs_discrete_size": int(family.obs_discrete_size) if "obs_discrete" in fields else 0,
+        "obs_continuous_dim": int(family.obs_continuous_dim) if "obs_continuous" in fields else 0,
+        "obs_image_size": int(family.obs_image_size) if "obs_image" in fields else 0,
+    }
+    if sizes["obs_image_size"] and family.obs_image_shape:
+        sizes["obs_image_shape"] = tuple(int(d) for d in family.obs_image_shape)
+    return sizes
+
+
 def collect_columns(cfg: CollectConfig | dict) -> tuple[dict[str, np.ndarray], DatasetSpec]:
     """Collect the step-record columns and their spec for `cfg` (not written anywhere)."""
     from mouse.rollout import collect_streams
@@ -47,13 +60,7 @@ def collect_columns(cfg: CollectConfig | dict) -> tuple[dict[str, np.ndarray], D
     columns = collect_streams(
         family, task_ids.tolist(), policy, cfg.steps_per_task, seed=cfg.seed, show_progress=cfg.show_progress
     )
-    sizes = {
-        "obs_discrete_size": int(family.obs_discrete_size) if "obs_discrete" in columns else 0,
-        "obs_continuous_dim": int(family.obs_continuous_dim) if "obs_continuous" in columns else 0,
-        "obs_image_size": int(family.obs_image_size) if "obs_image" in columns else 0,
-    }
-    if sizes["obs_image_size"] and family.obs_image_shape:
-        sizes["obs_image_shape"] = tuple(int(d) for d in family.obs_image_shape)
+    sizes = observation_sizes(family, set(columns))
     spec = DatasetSpec(
         num_actions=int(family.num_actions),
         horizon=int(family.horizon),

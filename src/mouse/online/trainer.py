@@ -67,15 +67,10 @@ def online_spec(
     """The ``DatasetSpec`` describing the windows online actors produce (what ``build_model``, the
     evaluation and the checkpoint's ``dataset_spec.json`` read); ``fields``: the record fields;
     ``extra``: more spec fields (the continuous observation range)."""
+    from mouse.data.collect import observation_sizes
     from mouse.data.spec import DatasetSpec
 
-    sizes = {
-        "obs_discrete_size": int(family.obs_discrete_size) if "obs_discrete" in fields else 0,
-        "obs_continuous_dim": int(family.obs_continuous_dim) if "obs_continuous" in fields else 0,
-        "obs_image_size": int(family.obs_image_size) if "obs_image" in fields else 0,
-    }
-    if sizes["obs_image_size"] and family.obs_image_shape:
-        sizes["obs_image_shape"] = tuple(int(d) for d in family.obs_image_shape)
+    sizes = observation_sizes(family, fields)
     task = cfg.data.collect.task
     return DatasetSpec(
         num_actions=int(family.num_actions),
